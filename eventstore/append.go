@@ -81,7 +81,9 @@ type appendStatement struct {
 //
 //   - finds events already stored under the given ids (idempotent retry),
 //   - checks the condition: a probe of the lookup keys per query item, each
-//     candidate verified against the whole item,
+//     candidate verified against the whole item; a match-all condition
+//     compares with the head of the log (max, an index probe, where EXISTS
+//     would let a generic plan scan the table),
 //   - inserts the events in order (positions from the sequence) and their keys,
 //     unless either of the above says not to.
 const appendSQL = `
@@ -98,7 +100,7 @@ WITH existing AS (
 				AND e.tags @> ($18::text[])[p.tags_lo:p.tags_hi]
 			LIMIT 1
 		) AS match
-	) OR ($11::boolean AND EXISTS (SELECT FROM events WHERE position > $10)) AS failed
+	) OR ($11::boolean AND (SELECT max(position) FROM events) > $10) AS failed
 ), inserted AS (
 	INSERT INTO events (id, type, tags, data, metadata)
 	SELECT i.id, i.type, ($5::text[])[i.tags_lo:i.tags_hi], i.data, NULLIF(i.metadata, '')::jsonb

@@ -1,0 +1,192 @@
+package eventstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+)
+
+// An Upcaster rewrites the stored JSON of an older shape of an event into the
+// current one. Stored events are never rewritten; upcasters run on every read.
+// They must be idempotent: a current-shape document passes through unchanged.
+type Upcaster func(data []byte) ([]byte, error)
+
+// TypeDef declares one event type for NewRegistry; see Type.
+type TypeDef struct {
+	name      string
+	goType    reflect.Type
+	upcasters []Upcaster
+}
+
+// Type declares that values of the struct type T are stored under name, with
+// upcasters applied in order when reading. T's fields become JSON through
+// encoding/json; a field with a struct tag `tag:"key"` becomes the event tag
+// "key:<value>" (see Tag).
+func Type[T any](name string, upcasters ...Upcaster) TypeDef {
+	return TypeDef{name: name, goType: reflect.TypeFor[T](), upcasters: upcasters}
+}
+
+// Registry maps Go event types to stored types and tags, and back. It is
+// immutable after NewRegistry and safe for concurrent use.
+type Registry struct {
+	byName map[string]*eventType
+	byType map[reflect.Type]*eventType
+}
+
+type eventType struct {
+	TypeDef
+	tagFields []tagField
+}
+
+type tagField struct {
+	index int
+	key   string
+}
+
+// ErrUnknownEventType is returned when encoding a value or decoding an event
+// whose type is not registered.
+var ErrUnknownEventType = errors.New("eventstore: unknown event type")
+
+// NewRegistry builds a registry from type declarations. It panics on wiring
+// mistakes: a name or Go type declared twice, a non-struct type, a tag key
+// that is empty or contains ':'.
+func NewRegistry(defs ...TypeDef) *Registry {
+	r := &Registry{byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}}
+	for _, d := range defs {
+		if d.goType.Kind() != reflect.Struct {
+			panic(fmt.Sprintf("eventstore: event type %s: %s is not a struct", d.name, d.goType))
+		}
+		if err := checkString("type", d.name, DefaultLimits.MaxTypeBytes); err != nil {
+			panic(fmt.Sprintf("eventstore: event type %q: %v", d.name, err))
+		}
+		if _, dup := r.byName[d.name]; dup {
+			panic("eventstore: event type declared twice: " + d.name)
+		}
+		if _, dup := r.byType[d.goType]; dup {
+			panic(fmt.Sprintf("eventstore: Go type %s declared twice", d.goType))
+		}
+		et := &eventType{TypeDef: d}
+		for i := range d.goType.NumField() {
+			key, ok := d.goType.Field(i).Tag.Lookup("tag")
+			if !ok {
+				continue
+			}
+			if key == "" || strings.Contains(key, ":") {
+				panic(fmt.Sprintf("eventstore: event type %s: field %s: bad tag key %q", d.name, d.goType.Field(i).Name, key))
+			}
+			et.tagFields = append(et.tagFields, tagField{index: i, key: key})
+		}
+		r.byName[d.name] = et
+		r.byType[d.goType] = et
+	}
+	return r
+}
+
+// Tag returns the tag "key:value", the one spelling of tags used by the
+// registry and by queries. value is formatted with fmt (a Stringer's String).
+func Tag(key string, value any) string {
+	return key + ":" + fmt.Sprint(value)
+}
+
+// TypeOf returns the stored type name of the event value v (a registered
+// struct, not a pointer). It panics when v's type is not registered: that is
+// a wiring mistake, not an input error.
+func (r *Registry) TypeOf(v any) string {
+	et, ok := r.byType[reflect.TypeOf(v)]
+	if !ok {
+		panic(fmt.Sprintf("eventstore: %T is not a registered event type", v))
+	}
+	return et.name
+}
+
+// TypesOf returns TypeOf of each value, for building queries.
+func (r *Registry) TypesOf(vs ...any) []string {
+	names := make([]string, len(vs))
+	for i, v := range vs {
+		names[i] = r.TypeOf(v)
+	}
+	return names
+}
+
+// Encode turns an event value into an Event: its registered type name, the
+// tags declared on its fields and its JSON. A tag field holding its zero value
+// is an error: an event must not land in an empty boundary.
+func (r *Registry) Encode(v any) (Event, error) {
+	et, ok := r.byType[reflect.TypeOf(v)]
+	if !ok {
+		return Event{}, fmt.Errorf("%w: %T", ErrUnknownEventType, v)
+	}
+	rv := reflect.ValueOf(v)
+	tags := make([]string, 0, len(et.tagFields))
+	for _, f := range et.tagFields {
+		fv := rv.Field(f.index)
+		if fv.IsZero() {
+			return Event{}, fmt.Errorf("eventstore: encode %s: tag field %s is empty", et.name, et.goType.Field(f.index).Name)
+		}
+		tags = append(tags, Tag(f.key, fv.Interface()))
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return Event{}, fmt.Errorf("eventstore: encode %s: %w", et.name, err)
+	}
+	return Event{Type: et.name, Tags: tags, Data: data}, nil
+}
+
+// EncodeAll encodes each value; see Encode.
+func (r *Registry) EncodeAll(vs []any) ([]Event, error) {
+	events := make([]Event, len(vs))
+	for i, v := range vs {
+		e, err := r.Encode(v)
+		if err != nil {
+			return nil, err
+		}
+		events[i] = e
+	}
+	return events, nil
+}
+
+// Decode returns the Go value (of the registered struct type, not a pointer)
+// of a stored event, after running its type's upcasters.
+func (r *Registry) Decode(e StoredEvent) (any, error) {
+	return r.decode(e.Type, e.Data)
+}
+
+func (r *Registry) decode(typ string, data []byte) (any, error) {
+	et, ok := r.byName[typ]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, typ)
+	}
+	var err error
+	for _, up := range et.upcasters {
+		if data, err = up(data); err != nil {
+			return nil, fmt.Errorf("eventstore: upcast %s: %w", typ, err)
+		}
+	}
+	p := reflect.New(et.goType)
+	if err := json.Unmarshal(data, p.Interface()); err != nil {
+		return nil, fmt.Errorf("eventstore: decode %s: %w", typ, err)
+	}
+	return p.Elem().Interface(), nil
+}
+
+// DefaultField returns an upcaster that adds field with value to documents
+// that lack it: the usual migration when an event gains a field.
+func DefaultField(field string, value any) Upcaster {
+	encoded, err := json.Marshal(value)
+	if err != nil {
+		panic(fmt.Sprintf("eventstore: DefaultField %s: %v", field, err))
+	}
+	return func(data []byte) ([]byte, error) {
+		var doc map[string]json.RawMessage
+		if err := json.Unmarshal(data, &doc); err != nil {
+			return nil, err
+		}
+		if _, ok := doc[field]; ok {
+			return data, nil
+		}
+		doc[field] = encoded
+		return json.Marshal(doc)
+	}
+}

@@ -1,0 +1,96 @@
+package eventstore_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dcbkit/dcbkit/eventstore"
+	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
+)
+
+type itemAdded struct {
+	CartID      uuid.UUID `json:"cart_id" tag:"cart_id"`
+	ProductID   uuid.UUID `json:"product_id" tag:"product_id"`
+	Price       string    `json:"price"`
+	Fingerprint string    `json:"fingerprint"`
+}
+
+type renamed struct {
+	Name string `json:"name" tag:"name"`
+}
+
+var registry = eventstore.NewRegistry(
+	eventstore.Type[itemAdded]("ItemAdded", eventstore.DefaultField("fingerprint", "default-fingerprint")),
+	eventstore.Type[renamed]("Renamed"),
+)
+
+func TestRegistryEncodeDecode(t *testing.T) {
+	t.Parallel()
+	v := itemAdded{CartID: uuid.Must(uuid.NewV7()), ProductID: uuid.Must(uuid.NewV7()), Price: "1.50", Fingerprint: "f"}
+	e, err := registry.Encode(v)
+	require.NoError(t, err)
+	require.Equal(t, "ItemAdded", e.Type)
+	require.Equal(t, []string{eventstore.Tag("cart_id", v.CartID), eventstore.Tag("product_id", v.ProductID)}, e.Tags)
+	require.Equal(t, "cart_id:"+v.CartID.String(), e.Tags[0])
+	require.JSONEq(t, `{"cart_id":"`+v.CartID.String()+`","product_id":"`+v.ProductID.String()+`","price":"1.50","fingerprint":"f"}`, string(e.Data))
+
+	back, err := registry.Decode(eventstore.StoredEvent{Event: e})
+	require.NoError(t, err)
+	require.Equal(t, v, back, "decoding returns the struct value, not a pointer")
+
+	require.Equal(t, []string{"ItemAdded", "Renamed"}, registry.TypesOf(itemAdded{}, renamed{}))
+}
+
+func TestRegistryRefuses(t *testing.T) {
+	t.Parallel()
+	_, err := registry.Encode(itemAdded{ProductID: uuid.Must(uuid.NewV7())})
+	require.ErrorContains(t, err, "tag field CartID is empty", "an event must not land in an empty boundary")
+
+	_, err = registry.Encode(struct{ X int }{})
+	require.ErrorIs(t, err, eventstore.ErrUnknownEventType)
+	_, err = registry.Encode(&renamed{Name: "n"})
+	require.ErrorIs(t, err, eventstore.ErrUnknownEventType, "pointers are not the registered type")
+
+	_, err = registry.Decode(eventstore.StoredEvent{Event: eventstore.Event{Type: "Nope", Data: []byte(`{}`)}})
+	require.ErrorIs(t, err, eventstore.ErrUnknownEventType)
+	_, err = registry.Decode(eventstore.StoredEvent{Event: eventstore.Event{Type: "Renamed", Data: []byte(`{"name":`)}})
+	require.ErrorContains(t, err, "decode Renamed")
+
+	require.Panics(t, func() { eventstore.NewRegistry(eventstore.Type[renamed]("A"), eventstore.Type[renamed]("B")) })
+	require.Panics(t, func() { eventstore.NewRegistry(eventstore.Type[renamed]("A"), eventstore.Type[itemAdded]("A")) })
+	require.Panics(t, func() { eventstore.NewRegistry(eventstore.Type[int]("A")) })
+	require.Panics(t, func() { registry.TypeOf(struct{}{}) })
+}
+
+// TestUpcasterReadsOldShape stores the raw JSON of the event's old shape (no
+// fingerprint) directly, bypassing the typed encoder, and reads it back
+// through the normal path: the upcaster fills in the default. A current
+// document passes through unchanged.
+func TestUpcasterReadsOldShape(t *testing.T) {
+	t.Parallel()
+	s := eventstoretest.NewStore(t, eventstore.Options{})
+	ctx := context.Background()
+	cart, product := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+	tags := []string{eventstore.Tag("cart_id", cart), eventstore.Tag("product_id", product)}
+	old := `{"cart_id":"` + cart.String() + `","product_id":"` + product.String() + `","price":"2.00"}`
+	current := `{"cart_id":"` + cart.String() + `","product_id":"` + product.String() + `","price":"3.00","fingerprint":"abc"}`
+	_, err := s.Append(ctx, []eventstore.Event{
+		{Type: "ItemAdded", Tags: tags, Data: []byte(old)},
+		{Type: "ItemAdded", Tags: tags, Data: []byte(current)},
+	}, nil)
+	require.NoError(t, err)
+
+	stored, err := s.Read(ctx, query(item{Types: registry.TypesOf(itemAdded{}), Tags: tags[:1]}), eventstore.ReadOptions{})
+	require.NoError(t, err)
+	require.Len(t, stored, 2)
+	require.JSONEq(t, old, string(stored[0].Data), "the stored event is never rewritten")
+	first, err := registry.Decode(stored[0])
+	require.NoError(t, err)
+	second, err := registry.Decode(stored[1])
+	require.NoError(t, err)
+	require.Equal(t, itemAdded{CartID: cart, ProductID: product, Price: "2.00", Fingerprint: "default-fingerprint"}, first)
+	require.Equal(t, itemAdded{CartID: cart, ProductID: product, Price: "3.00", Fingerprint: "abc"}, second)
+}

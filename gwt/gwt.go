@@ -1,0 +1,182 @@
+// Package gwt is the Given-When-Then kit for decision tests:
+//
+//	gwt.For(addItem).Given(CartCreated{…}).When(AddItem{…}).Then(t, CartItemAdded{…})
+//	gwt.For(addItem).Given(…).When(…).ThenError(t, ErrCartFull)
+//
+// A scenario runs as a pure function (the given events pass through the
+// registry, the decision's query and its upcasters, exactly as a read would
+// hand them over) or, after On(store), against the real event store: the given
+// events are appended, the decision runs through decide.Run, and the events it
+// stored are read back with its own query.
+package gwt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/dcbkit/dcbkit/decide"
+	"github.com/dcbkit/dcbkit/eventstore"
+)
+
+// Scenario is a decision with its given events.
+type Scenario[S, C any] struct {
+	d     decide.Decider[S, C]
+	store *eventstore.Store
+	given []any
+}
+
+// For starts a scenario for d.
+func For[S, C any](d decide.Decider[S, C]) Scenario[S, C] {
+	return Scenario[S, C]{d: d}
+}
+
+// On makes the scenario run against a real store instead of as a pure function.
+func (s Scenario[S, C]) On(store *eventstore.Store) Scenario[S, C] {
+	s.store = store
+	return s
+}
+
+// Given sets the events that happened before.
+func (s Scenario[S, C]) Given(events ...any) Scenario[S, C] {
+	s.given = events
+	return s
+}
+
+// When sets the command.
+func (s Scenario[S, C]) When(cmd C) Outcome[S, C] {
+	return Outcome[S, C]{s: s, cmd: cmd}
+}
+
+// Outcome is a scenario with its command, ready to be checked.
+type Outcome[S, C any] struct {
+	s   Scenario[S, C]
+	cmd C
+}
+
+// Then checks that the decision emits exactly want, in order.
+func (o Outcome[S, C]) Then(t testing.TB, want ...any) {
+	t.Helper()
+	got, err := o.run(t)
+	if err != nil {
+		t.Fatalf("%s\nwant events:\n%s\ngot error: %v", o.describe(), list(want), err)
+	}
+	if !assert.ObjectsAreEqual(nonNil(want), nonNil(got)) {
+		assert.Fail(t, fmt.Sprintf("%s\nwant events:\n%s\ngot events:\n%s", o.describe(), list(want), list(got)))
+		t.FailNow()
+	}
+}
+
+// ThenError checks that the decision fails with an error matching want
+// (errors.Is) and emits nothing.
+func (o Outcome[S, C]) ThenError(t testing.TB, want error) {
+	t.Helper()
+	got, err := o.run(t)
+	if !errors.Is(err, want) {
+		t.Fatalf("%s\nwant error: %v\ngot error: %v, events:\n%s", o.describe(), want, err, list(got))
+	}
+}
+
+func (o Outcome[S, C]) run(t testing.TB) ([]any, error) {
+	t.Helper()
+	if o.s.store != nil {
+		return o.runOnStore(t)
+	}
+	d, query := o.s.d, o.s.d.Query(o.cmd)
+	var stored []eventstore.StoredEvent
+	for i, v := range o.s.given {
+		e, err := d.Events.Encode(v)
+		if err != nil {
+			t.Fatalf("gwt: given event %d: %v", i, err)
+		}
+		if query.Matches(e.Type, e.Tags) {
+			stored = append(stored, eventstore.StoredEvent{Event: e, Position: int64(i + 1)})
+		}
+	}
+	state, _, err := decide.Fold(d, stored)
+	if err != nil {
+		t.Fatalf("gwt: fold given events: %v", err)
+	}
+	decided, err := d.Decide(state, o.cmd)
+	if err != nil {
+		return nil, err
+	}
+	o.checkInBoundary(t, query, decided)
+	return decided, nil
+}
+
+func (o Outcome[S, C]) runOnStore(t testing.TB) ([]any, error) {
+	t.Helper()
+	ctx := context.Background()
+	d, store, query := o.s.d, o.s.store, o.s.d.Query(o.cmd)
+	var after int64
+	if len(o.s.given) > 0 {
+		events, err := d.Events.EncodeAll(o.s.given)
+		if err != nil {
+			t.Fatalf("gwt: given events: %v", err)
+		}
+		res, err := store.Append(ctx, events, nil)
+		if err != nil {
+			t.Fatalf("gwt: append given events: %v", err)
+		}
+		after = res.Position
+	}
+	res, err := decide.Run(ctx, store, d, o.cmd)
+	if err != nil {
+		return nil, err
+	}
+	o.checkInBoundary(t, query, res.Events)
+	stored, err := store.Read(ctx, query, eventstore.ReadOptions{From: after + 1})
+	if err != nil {
+		t.Fatalf("gwt: read back: %v", err)
+	}
+	got := make([]any, len(stored))
+	for i, e := range stored {
+		if got[i], err = d.Events.Decode(e); err != nil {
+			t.Fatalf("gwt: decode stored event at %d: %v", e.Position, err)
+		}
+	}
+	return got, nil
+}
+
+// checkInBoundary fails when a decided event does not match the decision's
+// own query: the next decision would not see it, and its condition would not
+// protect it.
+func (o Outcome[S, C]) checkInBoundary(t testing.TB, query eventstore.Query, decided []any) {
+	t.Helper()
+	for _, v := range decided {
+		e, err := o.s.d.Events.Encode(v)
+		if err != nil {
+			t.Fatalf("gwt: decided event %T cannot be encoded: %v", v, err)
+		}
+		if !query.Matches(e.Type, e.Tags) {
+			t.Fatalf("gwt: decided event %s %v is outside the decision's query %+v", e.Type, e.Tags, query)
+		}
+	}
+}
+
+func (o Outcome[S, C]) describe() string {
+	return fmt.Sprintf("given:\n%s\nwhen:\n    %T%+v", list(o.s.given), o.cmd, o.cmd)
+}
+
+func list(events []any) string {
+	if len(events) == 0 {
+		return "    (none)"
+	}
+	lines := make([]string, len(events))
+	for i, e := range events {
+		lines[i] = fmt.Sprintf("    %T%+v", e, e)
+	}
+	return strings.Join(lines, "\n")
+}
+
+func nonNil(events []any) []any {
+	if events == nil {
+		return []any{}
+	}
+	return events
+}
