@@ -71,54 +71,32 @@ func (s *Store) observe(n int, start time.Time, err error) {
 	}
 }
 
-// appendStatement holds the arguments of appendSQL for one append.
+// appendStatement is one append, validated and flattened for dcb_append:
+// ids generated, tags deduplicated, metadata defaulted, lookup keys computed.
+// Tag ranges and key_event indexes are 1-based within this append; batchArgs
+// shifts them when appends are committed together.
 type appendStatement struct {
-	args []any
+	ids            []uuid.UUID
+	types          []string
+	tagsLo, tagsHi []int32
+	tags           []string
+	data           [][]byte
+	meta           []string
+	keyEvent       []int32
+	keys           []int64
+	idsGiven       bool
+	cond           *Query // nil: no condition
+	after          int64
+	matchAll       bool
+	probes         probes
 }
 
-// appendSQL appends one batch of events under the append lock, which an earlier
-// statement of the same transaction took. In one statement it
-//
-//   - finds events already stored under the given ids (idempotent retry),
-//   - checks the condition: a probe of the lookup keys per query item, each
-//     candidate verified against the whole item; a match-all condition
-//     compares with the head of the log (max, an index probe, where EXISTS
-//     would let a generic plan scan the table),
-//   - inserts the events in order (positions from the sequence) and their keys,
-//     unless either of the above says not to.
-const appendSQL = `
-WITH existing AS (
-	SELECT position FROM events WHERE id = ANY ($1::uuid[])
-), conflict AS (
-	SELECT EXISTS (
-		SELECT FROM unnest($12::bigint[], $13::int[], $14::int[], $15::int[], $16::int[])
-			AS p(key, types_lo, types_hi, tags_lo, tags_hi)
-		CROSS JOIN LATERAL (
-			SELECT FROM event_keys k JOIN events e ON e.position = k.position
-			WHERE k.key = p.key AND k.position > $10
-				AND (p.types_lo > p.types_hi OR e.type = ANY (($17::text[])[p.types_lo:p.types_hi]))
-				AND e.tags @> ($18::text[])[p.tags_lo:p.tags_hi]
-			LIMIT 1
-		) AS match
-	) OR ($11::boolean AND (SELECT max(position) FROM events) > $10) AS failed
-), inserted AS (
-	INSERT INTO events (id, type, tags, data, metadata)
-	SELECT i.id, i.type, ($5::text[])[i.tags_lo:i.tags_hi], i.data, NULLIF(i.metadata, '')::jsonb
-	FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $6::bytea[], $7::text[])
-		WITH ORDINALITY AS i(id, type, tags_lo, tags_hi, data, metadata, ord)
-	WHERE NOT EXISTS (SELECT FROM existing) AND NOT (SELECT failed FROM conflict)
-	ORDER BY i.ord
-	RETURNING position, id
-), keys AS (
-	INSERT INTO event_keys (key, position)
-	SELECT k.key, inserted.position
-	FROM unnest($8::uuid[], $9::bigint[]) AS k(id, key) JOIN inserted ON inserted.id = k.id
-)
-SELECT (SELECT count(*) FROM existing), (SELECT max(position) FROM existing),
-	(SELECT failed FROM conflict), (SELECT max(position) FROM inserted)`
+// appendSQL commits a batch of appends; the work is done by dcb_append
+// (migrations/00001_events.sql), one row per append comes back, in order.
+const appendSQL = `SELECT existing_counts, conditions_failed, last_positions
+FROM dcb_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`
 
-// prepare validates the input and turns it into appendSQL's arguments: ids
-// generated, tags deduplicated, metadata defaulted from ctx.
+// prepare validates an append and flattens it; see appendStatement.
 func (s *Store) prepare(ctx context.Context, events []Event, cond *AppendCondition) (*appendStatement, error) {
 	if err := s.limits.ValidateEvents(events); err != nil {
 		return nil, err
@@ -137,34 +115,32 @@ func (s *Store) prepare(ctx context.Context, events []Event, cond *AppendConditi
 	}
 
 	n := len(events)
-	ids := make([]uuid.UUID, n)
-	types := make([]string, n)
-	tagsLo, tagsHi := make([]int32, n), make([]int32, n)
-	var tags []string
-	data := make([][]byte, n)
-	meta := make([]string, n)
-	var keyIDs []uuid.UUID
-	var keys []int64
+	st := &appendStatement{
+		ids: make([]uuid.UUID, n), types: make([]string, n),
+		tagsLo: make([]int32, n), tagsHi: make([]int32, n),
+		data: make([][]byte, n), meta: make([]string, n),
+	}
 	for i, e := range events {
-		ids[i] = e.ID
-		if ids[i] == uuid.Nil {
+		st.ids[i] = e.ID
+		st.idsGiven = st.idsGiven || e.ID != uuid.Nil
+		if e.ID == uuid.Nil {
 			id, err := uuid.NewV7()
 			if err != nil {
 				return nil, fmt.Errorf("eventstore: generate event id: %w", err)
 			}
-			ids[i] = id
+			st.ids[i] = id
 		}
-		types[i] = e.Type
-		tagsLo[i] = int32(len(tags) + 1)
+		st.types[i] = e.Type
+		first := len(st.tags)
 		for _, tag := range e.Tags {
-			if !slices.Contains(tags[tagsLo[i]-1:], tag) {
-				tags = append(tags, tag)
+			if !slices.Contains(st.tags[first:], tag) {
+				st.tags = append(st.tags, tag)
 			}
 		}
-		tagsHi[i] = int32(len(tags))
-		data[i] = e.Data
-		if data[i] == nil {
-			data[i] = []byte{}
+		st.tagsLo[i], st.tagsHi[i] = int32(first+1), int32(len(st.tags))
+		st.data[i] = e.Data
+		if st.data[i] == nil {
+			st.data[i] = []byte{}
 		}
 		m := e.Metadata
 		if m.isZero() {
@@ -175,31 +151,118 @@ func (s *Store) prepare(ctx context.Context, events []Event, cond *AppendConditi
 			if err != nil {
 				return nil, fmt.Errorf("eventstore: encode metadata: %w", err)
 			}
-			meta[i] = string(b)
+			st.meta[i] = string(b)
 		}
-		for _, k := range eventKeys(e.Type, tags[tagsLo[i]-1:tagsHi[i]]) {
-			keyIDs = append(keyIDs, ids[i])
-			keys = append(keys, k)
+		for _, k := range eventKeys(e.Type, st.tags[first:]) {
+			st.keyEvent = append(st.keyEvent, int32(i+1))
+			st.keys = append(st.keys, k)
 		}
 	}
-
-	var after int64
-	var condAll bool
-	var p probes
 	if cond != nil {
-		after = cond.After
+		st.cond = &cond.FailIfEventsMatch
+		st.after = cond.After
 		if cond.FailIfEventsMatch.matchesAll() {
-			condAll = true
+			st.matchAll = true
 		} else {
-			p = probesOf(cond.FailIfEventsMatch)
+			st.probes = probesOf(cond.FailIfEventsMatch)
 		}
 	}
-	return &appendStatement{args: []any{
-		ids, types, tagsLo, tagsHi, nonNil(tags), data, meta, keyIDs, keys,
-		after, condAll,
-		nonNil(p.Keys), nonNil(p.TypesLo), nonNil(p.TypesHi), nonNil(p.TagsLo), nonNil(p.TagsHi),
-		nonNil(p.Types), nonNil(p.Tags),
-	}}, nil
+	return st, nil
+}
+
+// batchArgs concatenates appends into the arguments of appendSQL.
+func batchArgs(stmts []*appendStatement) []any {
+	var (
+		evAppend, tagsLo, tagsHi, keyEvent            []int32
+		ids                                           []uuid.UUID
+		types, tags, meta                             []string
+		data                                          [][]byte
+		keys                                          []int64
+		after                                         []int64
+		matchAll, idsGiven                            []bool
+		pAppend, pTypesLo, pTypesHi, pTagsLo, pTagsHi []int32
+		pKeys                                         []int64
+		pTypes, pTags                                 []string
+	)
+	shift := func(dst []int32, src []int32, by int) []int32 {
+		for _, v := range src {
+			dst = append(dst, v+int32(by))
+		}
+		return dst
+	}
+	for a, st := range stmts {
+		events, tagBase := len(ids), len(tags)
+		for range st.ids {
+			evAppend = append(evAppend, int32(a+1))
+		}
+		ids = append(ids, st.ids...)
+		types = append(types, st.types...)
+		tagsLo, tagsHi = shift(tagsLo, st.tagsLo, tagBase), shift(tagsHi, st.tagsHi, tagBase)
+		tags = append(tags, st.tags...)
+		data = append(data, st.data...)
+		meta = append(meta, st.meta...)
+		keyEvent = shift(keyEvent, st.keyEvent, events)
+		keys = append(keys, st.keys...)
+		after = append(after, st.after)
+		matchAll = append(matchAll, st.matchAll)
+		idsGiven = append(idsGiven, st.idsGiven)
+
+		p := st.probes
+		typeBase, ptagBase := len(pTypes), len(pTags)
+		for range p.Keys {
+			pAppend = append(pAppend, int32(a+1))
+		}
+		pKeys = append(pKeys, p.Keys...)
+		pTypesLo, pTypesHi = shift(pTypesLo, p.TypesLo, typeBase), shift(pTypesHi, p.TypesHi, typeBase)
+		pTagsLo, pTagsHi = shift(pTagsLo, p.TagsLo, ptagBase), shift(pTagsHi, p.TagsHi, ptagBase)
+		pTypes = append(pTypes, p.Types...)
+		pTags = append(pTags, p.Tags...)
+	}
+	later, earlier := dependencies(stmts)
+	return []any{
+		evAppend, ids, types, tagsLo, tagsHi, nonNil(tags), data, meta,
+		keyEvent, keys, after, matchAll, idsGiven,
+		nonNil(pAppend), nonNil(pKeys), nonNil(pTypesLo), nonNil(pTypesHi),
+		nonNil(pTagsLo), nonNil(pTagsHi), nonNil(pTypes), nonNil(pTags),
+		nonNil(later), nonNil(earlier),
+	}
+}
+
+// dependencies returns the pairs (later, earlier), 1-based and sorted by
+// later, of appends of one batch where an event of the earlier one matches
+// the condition of the later one: if the earlier is inserted, the later
+// fails, as if they had run one after the other. Candidates are found
+// through the lookup keys, like in the database, and checked with
+// Query.Matches. Match-all conditions are left to dcb_append.
+func dependencies(stmts []*appendStatement) (later, earlier []int32) {
+	if len(stmts) < 2 {
+		return nil, nil
+	}
+	type eventRef struct{ app, ev int }
+	byKey := map[int64][]eventRef{}
+	for j, st := range stmts {
+		if st.cond != nil && !st.matchAll {
+			seen := map[int]bool{}
+			for _, key := range st.probes.Keys {
+				for _, ref := range byKey[key] {
+					e := stmts[ref.app]
+					tags := e.tags[e.tagsLo[ref.ev]-1 : e.tagsHi[ref.ev]]
+					if !seen[ref.app] && st.cond.Matches(e.types[ref.ev], tags) {
+						seen[ref.app] = true
+					}
+				}
+			}
+			for i := range j {
+				if seen[i] {
+					later, earlier = append(later, int32(j+1)), append(earlier, int32(i+1))
+				}
+			}
+		}
+		for k, key := range st.keys {
+			byKey[key] = append(byKey[key], eventRef{app: j, ev: int(st.keyEvent[k] - 1)})
+		}
+	}
+	return later, earlier
 }
 
 // nonNil keeps empty arrays from being sent as SQL NULL.
@@ -215,54 +278,33 @@ type outcome struct {
 	err error // nil, ErrAppendConditionFailed or ErrIDReused
 }
 
-// execAppends runs stmts in order in one transaction: the pool's implicit
-// transaction of a pipeline, or the caller's. The returned error is a database
-// error that aborted the transaction; per-append outcomes are in the slice.
+// execAppends commits stmts in order with one call of dcb_append, in one
+// transaction: its own on the pool, or the caller's. The returned error is a
+// database error that aborted the transaction; per-append outcomes are in
+// the slice.
 func execAppends(ctx context.Context, q querier, stmts []*appendStatement) ([]outcome, error) {
-	b := &pgx.Batch{}
-	b.Queue("SELECT dcb_lock_appends()")
-	for _, st := range stmts {
-		b.Queue(appendSQL, st.args...)
-	}
-	// Wakes listeners (see package listeners) when the transaction commits.
-	b.Queue("SELECT pg_notify('dcb_events', '')")
-	br := q.SendBatch(ctx, b)
-	outs, err := readOutcomes(br, stmts)
-	if cerr := br.Close(); err == nil {
-		err = cerr
+	var existing []int64
+	var failed []bool
+	var last []*int64
+	err := q.QueryRow(ctx, appendSQL, batchArgs(stmts)...).Scan(&existing, &failed, &last)
+	if err == nil && (len(existing) != len(stmts) || len(failed) != len(stmts) || len(last) != len(stmts)) {
+		err = fmt.Errorf("dcb_append answered for %d appends of %d", len(existing), len(stmts))
 	}
 	if err != nil {
 		return make([]outcome, len(stmts)), err
 	}
-	return outs, nil
-}
-
-func readOutcomes(br pgx.BatchResults, stmts []*appendStatement) ([]outcome, error) {
-	if _, err := br.Exec(); err != nil {
-		return nil, err
-	}
 	outs := make([]outcome, len(stmts))
 	for i, st := range stmts {
-		var existing int64
-		var existingLast, last *int64
-		var failed bool
-		if err := br.QueryRow().Scan(&existing, &existingLast, &failed, &last); err != nil {
-			return nil, err
-		}
-		wanted := int64(len(st.args[0].([]uuid.UUID)))
 		switch {
-		case existing == wanted:
-			outs[i].res.Position = *existingLast
-		case existing > 0:
+		case existing[i] == int64(len(st.ids)):
+			outs[i].res.Position = *last[i]
+		case existing[i] > 0:
 			outs[i].err = ErrIDReused
-		case failed:
+		case failed[i]:
 			outs[i].err = ErrAppendConditionFailed
 		default:
-			outs[i].res.Position = *last
+			outs[i].res.Position = *last[i]
 		}
-	}
-	if _, err := br.Exec(); err != nil {
-		return nil, err
 	}
 	return outs, nil
 }
@@ -299,27 +341,51 @@ func (s *Store) submit(ctx context.Context, stmt *appendStatement) (AppendResult
 	}
 }
 
-// commitLoop is the group-commit goroutine: it takes the first waiting append
-// and every other one already queued, up to maxBatch, and commits them in one
-// transaction. Batches form on their own while a commit is in flight; no
-// append waits for a timer.
+// commitLoop is the group-commit goroutine: it takes the first waiting
+// append, gathers the others, up to maxBatch, and commits them in one
+// transaction. While a commit is in flight the next batch forms on its own.
+// When the previous batch held k appends, their writers are likely about to
+// send their next ones, so it waits up to batchWait for k appends before
+// committing (PostgreSQL's commit_delay idea, with the siblings counted in
+// the previous batch). A lone writer (k = 1) never waits.
 func (s *Store) commitLoop() {
 	defer close(s.stopped)
 	batch := make([]*pending, 0, s.maxBatch)
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	expect := 1
 	for first := range s.queue {
 		batch = append(batch[:0], first)
-	drain:
+		if expect > 1 {
+			wait.Reset(s.batchWait)
+		}
+	gather:
 		for len(batch) < s.maxBatch {
 			select {
 			case p, ok := <-s.queue:
 				if !ok {
-					break drain
+					break gather
 				}
 				batch = append(batch, p)
+				continue
 			default:
-				break drain
+			}
+			if len(batch) >= expect {
+				break
+			}
+			select {
+			case p, ok := <-s.queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, p)
+			case <-wait.C:
+				expect = 1 // they did not come; do not wait again until they do
+				break gather
 			}
 		}
+		wait.Stop()
+		expect = len(batch)
 		s.commit(batch)
 	}
 }

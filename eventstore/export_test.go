@@ -5,24 +5,32 @@ import "context"
 // Internals exposed to the external tests of this package only.
 
 var (
-	AppendSQL           = appendSQL
-	ReadSQL             = readSQL
-	ReadBackwardsSQL    = readBackwardsSQL
-	ReadAllSQL          = readAllSQL
-	ReadAllBackwardsSQL = readAllBackwardsSQL
+	AppendSQL = appendSQL
+	ReadSQL   = readSQL
 )
 
 // AppendArgs returns the arguments of AppendSQL for one append.
 func (s *Store) AppendArgs(events []Event, cond *AppendCondition) ([]any, error) {
-	st, err := s.prepare(context.Background(), events, cond)
-	if err != nil {
-		return nil, err
-	}
-	return st.args, nil
+	return s.BatchArgs([][]Event{events}, []*AppendCondition{cond})
 }
 
-// ReadArgs returns the arguments of ReadSQL for q, before from and limit.
-func ReadArgs(q Query) []any {
-	p := probesOf(q)
-	return []any{p.Keys, p.TypesLo, p.TypesHi, p.TagsLo, p.TagsHi, nonNil(p.Types), nonNil(p.Tags)}
+// BatchArgs returns the arguments of AppendSQL for appends committed together.
+func (s *Store) BatchArgs(events [][]Event, conds []*AppendCondition) ([]any, error) {
+	stmts := make([]*appendStatement, len(events))
+	for i := range events {
+		st, err := s.prepare(context.Background(), events[i], conds[i])
+		if err != nil {
+			return nil, err
+		}
+		stmts[i] = st
+	}
+	return batchArgs(stmts), nil
 }
+
+// ReadArgs returns the arguments of ReadSQL.
+func ReadArgs(q Query, opts ReadOptions) []any {
+	return readArgs(q, opts)
+}
+
+// Queued returns the number of appends waiting for the group commit.
+func (s *Store) Queued() int { return len(s.queue) }

@@ -430,3 +430,57 @@ func TestPositionsBecomeVisibleInOrder(t *testing.T) {
 	}
 	require.Equal(t, want, seen, "the poller skipped an event")
 }
+
+// TestGroupCommitDecidesInOrder fills one batch with appends whose conditions
+// overlap, deterministically: the append lock is held by a transaction while
+// a first, unrelated append blocks the committer and the others queue. The
+// queued appends are then committed together, and exactly one of them may
+// win: the first of the batch, by its own condition; the others fail against
+// it, inside the batch, not against the log.
+func TestGroupCommitDecidesInOrder(t *testing.T) {
+	t.Parallel()
+	s := eventstoretest.NewStore(t, eventstore.Options{})
+	ctx := context.Background()
+	for round := range 10 {
+		b, other := fresh("b"), fresh("other")
+		q := query(item{Tags: []string{b}})
+
+		holder, err := s.Pool().Begin(ctx)
+		require.NoError(t, err)
+		_, err = s.AppendTx(ctx, holder, []eventstore.Event{ev("Holder", other)}, nil)
+		require.NoError(t, err)
+
+		blocked := make(chan error, 1)
+		go func() {
+			_, err := s.Append(ctx, []eventstore.Event{ev("Unrelated", other)}, nil)
+			blocked <- err
+		}()
+		waitForLockWaiter(t, s)
+
+		const n = writers
+		results := make(chan error, n)
+		for w := range n {
+			go func() {
+				_, err := s.Append(ctx, []eventstore.Event{ev("Contender", b, fmt.Sprint(w))}, cond(q, 0))
+				results <- err
+			}()
+		}
+		require.Eventually(t, func() bool { return s.Queued() == n }, 10*time.Second, time.Millisecond)
+		require.NoError(t, holder.Commit(ctx))
+		require.NoError(t, <-blocked)
+
+		won := 0
+		for range n {
+			switch err := <-results; {
+			case err == nil:
+				won++
+			case !errorsIsCondition(err):
+				t.Fatal(err)
+			}
+		}
+		require.Equal(t, 1, won, "round %d", round)
+		stored, err := s.Read(ctx, q, eventstore.ReadOptions{})
+		require.NoError(t, err)
+		require.Len(t, stored, 1, "round %d", round)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"math"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -23,37 +22,10 @@ type ReadOptions struct {
 	Backwards bool
 }
 
-// readSQL reads the events matching a query: for every lookup key one ordered,
-// limited range scan of event_keys (candidates verified against their item),
-// merged, de-duplicated and limited again. Its cost depends on the number of
-// matching events, not on the size of the log.
-var readSQL, readBackwardsSQL = readStatement(">=", "ASC"), readStatement("<=", "DESC")
-
-func readStatement(cmp, dir string) string {
-	return strings.NewReplacer("{cmp}", cmp, "{dir}", dir).Replace(`
-SELECT DISTINCT ON (c.position) c.position, c.id, c.type, c.tags, c.data, c.metadata, c.recorded_at
-FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[], $5::int[])
-	AS p(key, types_lo, types_hi, tags_lo, tags_hi)
-CROSS JOIN LATERAL (
-	SELECT e.* FROM event_keys k JOIN events e ON e.position = k.position
-	WHERE k.key = p.key AND k.position {cmp} $8
-		AND (p.types_lo > p.types_hi OR e.type = ANY (($6::text[])[p.types_lo:p.types_hi]))
-		AND e.tags @> ($7::text[])[p.tags_lo:p.tags_hi]
-	ORDER BY k.position {dir}
-	LIMIT $9
-) AS c
-ORDER BY c.position {dir}
-LIMIT $9`)
-}
-
-const (
-	readAllSQL = `
-SELECT position, id, type, tags, data, metadata, recorded_at FROM events
-WHERE position >= $1 ORDER BY position LIMIT $2`
-	readAllBackwardsSQL = `
-SELECT position, id, type, tags, data, metadata, recorded_at FROM events
-WHERE position <= $1 ORDER BY position DESC LIMIT $2`
-)
+// readSQL reads the events matching a query; the work is done by dcb_read
+// (migrations/00001_events.sql), which pins its plans.
+const readSQL = `SELECT position, id, type, tags, data, metadata, recorded_at
+FROM dcb_read($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 
 // Read returns the events matching q in position order (descending when
 // opts.Backwards), as of one snapshot. It returns an *InputError for a
@@ -128,32 +100,7 @@ func (s *Store) read(ctx context.Context, db querier, q Query, opts ReadOptions)
 	case opts.Limit < 0:
 		return nil, invalid("options.limit", "must not be negative")
 	}
-	from := opts.From
-	if opts.Backwards && from == 0 {
-		from = math.MaxInt64
-	}
-	var limit *int // NULL: no limit
-	if opts.Limit > 0 {
-		limit = &opts.Limit
-	}
-
-	var rows pgx.Rows
-	var err error
-	if q.matchesAll() {
-		sql := readAllSQL
-		if opts.Backwards {
-			sql = readAllBackwardsSQL
-		}
-		rows, err = db.Query(ctx, sql, from, limit)
-	} else {
-		p := probesOf(q)
-		sql := readSQL
-		if opts.Backwards {
-			sql = readBackwardsSQL
-		}
-		rows, err = db.Query(ctx, sql, p.Keys, p.TypesLo, p.TypesHi, p.TagsLo, p.TagsHi,
-			nonNil(p.Types), nonNil(p.Tags), from, limit)
-	}
+	rows, err := db.Query(ctx, readSQL, readArgs(q, opts)...)
 	if err != nil {
 		return nil, translate("read", err)
 	}
@@ -176,4 +123,22 @@ func scanEvent(row pgx.CollectableRow) (StoredEvent, error) {
 		}
 	}
 	return e, nil
+}
+
+func readArgs(q Query, opts ReadOptions) []any {
+	from := opts.From
+	if opts.Backwards && from == 0 {
+		from = math.MaxInt64
+	}
+	var limit *int // NULL: no limit
+	if opts.Limit > 0 {
+		limit = &opts.Limit
+	}
+	var p probes
+	all := q.matchesAll()
+	if !all {
+		p = probesOf(q)
+	}
+	return []any{all, nonNil(p.Keys), nonNil(p.TypesLo), nonNil(p.TypesHi),
+		nonNil(p.TagsLo), nonNil(p.TagsHi), nonNil(p.Types), nonNil(p.Tags), from, limit, opts.Backwards}
 }

@@ -17,6 +17,10 @@ type Options struct {
 	// MaxBatch is the largest number of appends committed together by group
 	// commit (default 256). 1 commits every append on its own.
 	MaxBatch int
+	// BatchWait is how long group commit waits for the writers of the
+	// previous batch to send their next appends (default 200µs; see
+	// commitLoop). A lone writer never waits.
+	BatchWait time.Duration
 	// BatchTimeout bounds one group commit (default 30s).
 	BatchTimeout time.Duration
 	// PageSize is the number of events Stream fetches per query (default 1000).
@@ -40,12 +44,13 @@ type AppendStats struct {
 // condition in arrival order, so throughput does not stop at one commit per
 // append. Call Close when done.
 type Store struct {
-	pool     *pgxpool.Pool
-	limits   Limits
-	maxBatch int
-	timeout  time.Duration
-	pageSize int
-	onAppend func(AppendStats)
+	pool      *pgxpool.Pool
+	limits    Limits
+	maxBatch  int
+	batchWait time.Duration
+	timeout   time.Duration
+	pageSize  int
+	onAppend  func(AppendStats)
 
 	queue   chan *pending
 	mu      sync.RWMutex // guards closed against senders
@@ -58,7 +63,6 @@ type Store struct {
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
@@ -66,16 +70,20 @@ type querier interface {
 // package migrations). It starts the group-commit goroutine; Close stops it.
 func New(pool *pgxpool.Pool, opts Options) *Store {
 	s := &Store{
-		pool:     pool,
-		limits:   opts.Limits.withDefaults(),
-		maxBatch: opts.MaxBatch,
-		timeout:  opts.BatchTimeout,
-		pageSize: opts.PageSize,
-		onAppend: opts.OnAppend,
-		stopped:  make(chan struct{}),
+		pool:      pool,
+		limits:    opts.Limits.withDefaults(),
+		maxBatch:  opts.MaxBatch,
+		batchWait: opts.BatchWait,
+		timeout:   opts.BatchTimeout,
+		pageSize:  opts.PageSize,
+		onAppend:  opts.OnAppend,
+		stopped:   make(chan struct{}),
 	}
 	if s.maxBatch <= 0 {
 		s.maxBatch = 256
+	}
+	if s.batchWait <= 0 {
+		s.batchWait = 200 * time.Microsecond
 	}
 	if s.timeout <= 0 {
 		s.timeout = 30 * time.Second
