@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dcbkit/dcbkit/eventstore"
@@ -289,4 +290,24 @@ func TestClose(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, stored, acknowledged)
 	s.Close() // idempotent
+}
+
+// TestUnavailableDatabase: with PostgreSQL away, appends and reads fail with
+// ErrUnavailable, which callers map to "try again later".
+func TestUnavailableDatabase(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgxpool.ParseConfig("postgres://postgres@127.0.0.1:1/none?connect_timeout=2")
+	require.NoError(t, err)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	defer pool.Close()
+	s := eventstore.New(pool, eventstore.Options{})
+	defer s.Close()
+	ctx := context.Background()
+	_, err = s.Append(ctx, []eventstore.Event{ev("A")}, nil)
+	require.ErrorIs(t, err, eventstore.ErrUnavailable)
+	_, err = s.Read(ctx, query(), eventstore.ReadOptions{})
+	require.ErrorIs(t, err, eventstore.ErrUnavailable)
+	_, err = s.Head(ctx)
+	require.ErrorIs(t, err, eventstore.ErrUnavailable)
 }

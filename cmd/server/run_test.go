@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
+)
+
+// server is a whole server started in-process by run.
+type server struct {
+	httpURL string
+	done    chan error
+	stop    context.CancelFunc
+}
+
+// startServer runs the server on fresh ports and a fresh database, with env
+// on top of the test defaults, and waits until it listens.
+func startServer(t *testing.T, env map[string]string) *server {
+	t.Helper()
+	vars := map[string]string{
+		"DATABASE_URL": eventstoretest.DatabaseURL(t),
+		"HTTP_ADDR":    "127.0.0.1:0",
+		"ADMIN_ADDR":   "127.0.0.1:0",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	s := &server{done: make(chan error, 1), stop: cancel}
+	go func() {
+		err := run(ctx, nil, func(k string) string { return vars[k] }, pw)
+		pw.Close()
+		s.done <- err
+	}()
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "http listening" {
+				listening <- line.Addr
+			}
+		}
+	}()
+	select {
+	case addr := <-listening:
+		s.httpURL = "http://" + addr
+	case err := <-s.done:
+		t.Fatalf("server stopped before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not start listening within 30s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-s.done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Error("server did not stop within 30s")
+		}
+	})
+	return s
+}
+
+func TestHealthcheck(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	resp, err := http.Get(s.httpURL + "/healthcheck")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	body, _ := io.ReadAll(resp.Body)
+	require.JSONEq(t, `{"status":"ok"}`, string(body))
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	env := func(vars map[string]string) func(string) string {
+		return func(k string) string { return vars[k] }
+	}
+	cfg, err := loadConfig([]string{"--http-addr", "127.0.0.1:9000", "--reset-read-model", "a", "--reset-read-model", "b"},
+		env(map[string]string{"HTTP_ADDR": ":7000", "KAFKA_BROKERS": "k1:9092, k2:9092", "DATABASE_URL": "postgres://x@h/db"}))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9000", cfg.HTTPAddr, "a flag wins over the environment")
+	require.Equal(t, []string{"k1:9092", "k2:9092"}, cfg.KafkaBrokers)
+	require.Equal(t, []string{"a", "b"}, cfg.ResetReadModels)
+	require.Equal(t, "postgres://x@h/db", cfg.DatabaseURL)
+	require.Equal(t, "127.0.0.1:8081", cfg.AdminAddr)
+
+	_, err = loadConfig(nil, env(map[string]string{
+		"DATABASE_URL": "mysql://x", "HTTP_ADDR": "nope", "ENVIRONMENT": "production", "KAFKA_BROKERS": "k1",
+	}))
+	require.Error(t, err)
+	for _, want := range []string{"DATABASE_URL: want a postgres:// URL", `HTTP_ADDR: want host:port, got "nope"`,
+		"JWT_SECRET: required outside development", `KAFKA_BROKERS: want host:port, got "k1"`} {
+		require.Contains(t, err.Error(), want)
+	}
+	_, err = loadConfig([]string{"--bogus"}, env(nil))
+	require.ErrorContains(t, err, "flag provided but not defined: -bogus")
+	_, err = loadConfig(nil, env(map[string]string{"ENVIRONMENT": "staging"}))
+	require.ErrorContains(t, err, `ENVIRONMENT: want development or production, got "staging"`)
+	require.False(t, strings.Contains(err.Error(), "JWT_SECRET"))
+}
