@@ -58,4 +58,3 @@ func (r *recorder) Fatalf(format string, args ...any) {
 	r.mu.Unlock()
 	runtime.Goexit()
 }
-
