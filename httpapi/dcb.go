@@ -1,0 +1,196 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"iter"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/dcbkit/dcbkit/eventstore"
+)
+
+// The DCB HTTP API, the convention of the dcb.events reference test suite,
+// so that DCB tools and clients in any language can use the store:
+//
+//	GET  /dcb/read?query=<JSON>&options=<JSON>
+//	POST /dcb/append
+//
+// Event data is an opaque string, returned exactly as given. A failed append
+// condition is a normal answer (appendConditionFailed: true), not an error.
+// Malformed input is refused with 400 and nothing is written.
+
+type dcbQuery struct {
+	Items []dcbItem `json:"items"`
+}
+
+type dcbItem struct {
+	Types []string `json:"types"`
+	Tags  []string `json:"tags"`
+}
+
+type dcbReadOptions struct {
+	From      *int64 `json:"from"`
+	Limit     *int   `json:"limit"`
+	Backwards bool   `json:"backwards"`
+}
+
+type dcbEvent struct {
+	Type string   `json:"type"`
+	Tags []string `json:"tags"`
+	Data string   `json:"data"`
+}
+
+type dcbStoredEvent struct {
+	Type       string    `json:"type"`
+	Tags       []string  `json:"tags"`
+	Data       string    `json:"data"`
+	Position   int64     `json:"position"`
+	ID         string    `json:"id"`
+	RecordedAt time.Time `json:"recorded_at"`
+}
+
+type dcbAppend struct {
+	Events    []dcbEvent    `json:"events"`
+	Condition *dcbCondition `json:"condition"`
+}
+
+type dcbCondition struct {
+	FailIfEventsMatch *dcbQuery `json:"failIfEventsMatch"`
+	After             *int64    `json:"after"`
+}
+
+type dcbAppendResult struct {
+	DurationInMicroseconds int64  `json:"durationInMicroseconds"`
+	AppendConditionFailed  bool   `json:"appendConditionFailed"`
+	Position               *int64 `json:"position,omitempty"`
+}
+
+func (q dcbQuery) toQuery() eventstore.Query {
+	items := make([]eventstore.QueryItem, len(q.Items))
+	for i, it := range q.Items {
+		items[i] = eventstore.QueryItem{Types: it.Types, Tags: it.Tags}
+	}
+	return eventstore.Query{Items: items}
+}
+
+// RegisterDCB adds the DCB HTTP API to r.
+func RegisterDCB(r gin.IRoutes, store *eventstore.Store, logger *slog.Logger) {
+	r.GET("/dcb/read", func(c *gin.Context) { dcbRead(c, store, logger) })
+	r.POST("/dcb/append", func(c *gin.Context) { dcbAppendHandler(c, store, logger) })
+}
+
+func dcbRead(c *gin.Context, store *eventstore.Store, logger *slog.Logger) {
+	var q dcbQuery
+	raw, ok := c.GetQuery("query")
+	if !ok {
+		Error(c, http.StatusBadRequest, "invalid_request", "query parameter 'query' is required, e.g. {\"items\":[]}")
+		return
+	}
+	if err := DecodeJSONBytes([]byte(raw), &q); err != nil {
+		Error(c, http.StatusBadRequest, "invalid_request", "query: "+err.Error())
+		return
+	}
+	var o dcbReadOptions
+	if raw, ok := c.GetQuery("options"); ok && raw != "" {
+		if err := DecodeJSONBytes([]byte(raw), &o); err != nil {
+			Error(c, http.StatusBadRequest, "invalid_request", "options: "+err.Error())
+			return
+		}
+	}
+	opts := eventstore.ReadOptions{Backwards: o.Backwards}
+	if o.From != nil {
+		opts.From = *o.From
+	}
+	if o.Limit != nil {
+		if *o.Limit < 1 {
+			Error(c, http.StatusBadRequest, "invalid_request", "options.limit must be at least 1")
+			return
+		}
+		opts.Limit = *o.Limit
+	}
+	query := q.toQuery()
+	if err := store.Limits().ValidateQuery("query", query); err != nil {
+		StoreError(c, logger, err)
+		return
+	}
+
+	// Stream: the answer may be the whole log. The first page decides the
+	// status; a failure later can only cut the array short, so it is logged.
+	next, stop := iter.Pull2(store.Stream(c.Request.Context(), query, opts))
+	defer stop()
+	first, err, more := next()
+	if err != nil {
+		StoreError(c, logger, err)
+		return
+	}
+	c.Status(http.StatusOK)
+	c.Header("Content-Type", "application/json")
+	enc := json.NewEncoder(c.Writer)
+	c.Writer.WriteString("[")
+	for n := 0; more; n++ {
+		if n > 0 {
+			c.Writer.WriteString(",")
+		}
+		if err := enc.Encode(toDCB(first)); err != nil {
+			return
+		}
+		if first, err, more = next(); err != nil {
+			logger.ErrorContext(c.Request.Context(), "dcb read failed mid-stream", "error", err)
+			return
+		}
+	}
+	c.Writer.WriteString("]")
+}
+
+func toDCB(e eventstore.StoredEvent) dcbStoredEvent {
+	tags := e.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	return dcbStoredEvent{Type: e.Type, Tags: tags, Data: string(e.Data), Position: e.Position,
+		ID: e.ID.String(), RecordedAt: e.RecordedAt}
+}
+
+func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logger) {
+	start := time.Now()
+	var req dcbAppend
+	if !Decode(c, &req) {
+		return
+	}
+	if req.Events == nil {
+		Error(c, http.StatusBadRequest, "invalid_request", "events: required")
+		return
+	}
+	events := make([]eventstore.Event, len(req.Events))
+	for i, e := range req.Events {
+		events[i] = eventstore.Event{Type: e.Type, Tags: e.Tags, Data: []byte(e.Data)}
+	}
+	var cond *eventstore.AppendCondition
+	if req.Condition != nil {
+		if req.Condition.FailIfEventsMatch == nil {
+			Error(c, http.StatusBadRequest, "invalid_request", "condition.failIfEventsMatch: required")
+			return
+		}
+		cond = &eventstore.AppendCondition{FailIfEventsMatch: req.Condition.FailIfEventsMatch.toQuery()}
+		if req.Condition.After != nil {
+			cond.After = *req.Condition.After
+		}
+	}
+	res, err := store.Append(c.Request.Context(), events, cond)
+	out := dcbAppendResult{}
+	switch {
+	case errors.Is(err, eventstore.ErrAppendConditionFailed):
+		out.AppendConditionFailed = true
+	case err != nil:
+		StoreError(c, logger, err)
+		return
+	default:
+		out.Position = &res.Position
+	}
+	out.DurationInMicroseconds = time.Since(start).Microseconds()
+	c.JSON(http.StatusOK, out)
+}

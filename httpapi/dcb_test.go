@@ -1,0 +1,176 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dcbkit/dcbkit/eventstore"
+	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
+	"github.com/dcbkit/dcbkit/httpapi"
+)
+
+type storedEvent struct {
+	Type     string   `json:"type"`
+	Tags     []string `json:"tags"`
+	Data     string   `json:"data"`
+	Position int64    `json:"position"`
+	ID       string   `json:"id"`
+}
+
+type appendResult struct {
+	Duration        *float64 `json:"durationInMicroseconds"`
+	ConditionFailed *bool    `json:"appendConditionFailed"`
+	Position        int64    `json:"position"`
+}
+
+func dcbServer(t *testing.T) (http.Handler, *eventstore.Store) {
+	store := eventstoretest.NewStore(t, eventstore.Options{Limits: eventstore.Limits{MaxEventsPerAppend: 10, MaxTagsPerEvent: 4}})
+	e := httpapi.NewEngine(httpapi.Options{})
+	httpapi.RegisterDCB(e, store, nil)
+	return e, store
+}
+
+func dcbRead(t *testing.T, h http.Handler, query, options string) (int, []storedEvent, body) {
+	t.Helper()
+	path := "/dcb/read?query=" + url.QueryEscape(query)
+	if options != "" {
+		path += "&options=" + url.QueryEscape(options)
+	}
+	rec, b := do(t, h, httptest.NewRequest("GET", path, nil))
+	var events []storedEvent
+	if rec.Code == 200 {
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &events), rec.Body.String())
+	}
+	return rec.Code, events, b
+}
+
+func dcbAppend(t *testing.T, h http.Handler, payload string) (int, appendResult, body) {
+	t.Helper()
+	rec, b := do(t, h, jsonReq("POST", "/dcb/append", payload))
+	var res appendResult
+	if rec.Code == 200 {
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &res), rec.Body.String())
+	}
+	return rec.Code, res, b
+}
+
+// TestDCBRoundTrip: append, read back (data exactly as given), conditional
+// append that fails as a normal answer, options.
+func TestDCBRoundTrip(t *testing.T) {
+	t.Parallel()
+	h, _ := dcbServer(t)
+	tag := "course:" + uuid.NewString()
+	data := `{"weird": "ünïcödé \u0000 \" \\ </script>"}`
+	status, res, _ := dcbAppend(t, h, fmt.Sprintf(`{"events":[
+		{"type":"CourseDefined","tags":[%q],"data":%q},
+		{"type":"StudentSubscribed","tags":[%q,"student:1"],"data":"plain text"}]}`, tag, data, tag))
+	require.Equal(t, 200, status)
+	require.False(t, *res.ConditionFailed)
+	require.NotNil(t, res.Duration)
+	require.Positive(t, res.Position)
+
+	q := fmt.Sprintf(`{"items":[{"types":["CourseDefined","StudentSubscribed"],"tags":[%q]}]}`, tag)
+	status, events, _ := dcbRead(t, h, q, "")
+	require.Equal(t, 200, status)
+	require.Len(t, events, 2)
+	require.Equal(t, data, events[0].Data, "data is returned exactly as given")
+	require.Equal(t, "plain text", events[1].Data)
+	require.Equal(t, []string{tag, "student:1"}, events[1].Tags)
+	require.Equal(t, res.Position, events[1].Position)
+	require.NotEmpty(t, events[0].ID)
+
+	status, events, _ = dcbRead(t, h, q, `{"backwards":true,"limit":1}`)
+	require.Equal(t, 200, status)
+	require.Len(t, events, 1)
+	require.Equal(t, "StudentSubscribed", events[0].Type)
+	status, events, _ = dcbRead(t, h, q, fmt.Sprintf(`{"from":%d}`, res.Position))
+	require.Equal(t, 200, status)
+	require.Len(t, events, 1)
+	status, events, _ = dcbRead(t, h, fmt.Sprintf(`{"items":[{"tags":[%q,"nope"]}]}`, tag), "")
+	require.Equal(t, 200, status)
+	require.Empty(t, events, "no events is an empty array")
+	require.NotNil(t, events)
+
+	cond := fmt.Sprintf(`{"events":[{"type":"StudentSubscribed","tags":[%q],"data":""}],
+		"condition":{"failIfEventsMatch":%s,"after":%d}}`, tag, q, res.Position-1)
+	status, failed, _ := dcbAppend(t, h, cond)
+	require.Equal(t, 200, status, "a failed condition is a normal answer")
+	require.True(t, *failed.ConditionFailed)
+	require.Zero(t, failed.Position)
+
+	cond = fmt.Sprintf(`{"events":[{"type":"StudentSubscribed","tags":[%q],"data":""}],
+		"condition":{"failIfEventsMatch":%s,"after":%d}}`, tag, q, res.Position)
+	status, ok, _ := dcbAppend(t, h, cond)
+	require.Equal(t, 200, status)
+	require.False(t, *ok.ConditionFailed)
+	require.Equal(t, res.Position+1, ok.Position)
+}
+
+// TestDCBRefusesMalformedInput: every malformed request is a 400 (413 for
+// size) with a code and a message, and nothing is written.
+func TestDCBRefusesMalformedInput(t *testing.T) {
+	t.Parallel()
+	h, store := dcbServer(t)
+	headBefore, err := store.Head(context.Background())
+	require.NoError(t, err)
+	appends := []struct{ name, payload, msg string }{
+		{"MalformedJSON", `{"events":[`, "truncated"},
+		{"UnknownField", `{"events":[{"type":"A","tags":[],"data":"","extra":1}]}`, `unknown field "extra"`},
+		{"UnknownTopField", `{"events":[{"type":"A","data":""}],"conditon":{}}`, `unknown field "conditon"`},
+		{"NoEvents", `{}`, "events: required"},
+		{"EmptyEvents", `{"events":[]}`, "events: must not be empty"},
+		{"EmptyType", `{"events":[{"type":"","tags":[],"data":""}]}`, "events[0].type: must not be empty"},
+		{"EmptyTag", `{"events":[{"type":"A","tags":[""],"data":""}]}`, "events[0].tags[0]: must not be empty"},
+		{"TooManyTags", `{"events":[{"type":"A","tags":["a","b","c","d","e"],"data":""}]}`, "events[0].tags: has 5 tags, the limit is 4"},
+		{"TooManyEvents", `{"events":[` + strings.TrimSuffix(strings.Repeat(`{"type":"A","data":""},`, 11), ",") + `]}`, "events: has 11 events, the limit is 10"},
+		{"DataNotString", `{"events":[{"type":"A","data":{"x":1}}]}`, `field "events.data": expected a string`},
+		{"ConditionWithoutQuery", `{"events":[{"type":"A","data":""}],"condition":{"after":1}}`, "condition.failIfEventsMatch: required"},
+		{"ConditionEmptyType", `{"events":[{"type":"A","data":""}],"condition":{"failIfEventsMatch":{"items":[{"types":[""]}]}}}`, "condition.failIfEventsMatch.items[0].types[0]: must not be empty"},
+		{"NegativeAfter", `{"events":[{"type":"A","data":""}],"condition":{"failIfEventsMatch":{"items":[]},"after":-1}}`, "condition.after"},
+	}
+	for _, c := range appends {
+		t.Run("Append"+c.name, func(t *testing.T) {
+			status, _, b := dcbAppend(t, h, c.payload)
+			require.Equal(t, 400, status)
+			require.Equal(t, "invalid_request", b.Code)
+			require.Contains(t, b.Message, c.msg)
+		})
+	}
+	rec, b := do(t, h, jsonReq("POST", "/dcb/append", `{"events":[{"type":"A","data":"`+strings.Repeat("x", 1<<20)+`"}]}`))
+	require.Equal(t, 413, rec.Code)
+	require.Equal(t, "body_too_large", b.Code)
+
+	reads := []struct{ name, query, options, msg string }{
+		{"Malformed", `{"items":[`, "", "query: body is truncated JSON"},
+		{"UnknownField", `{"items":[],"x":1}`, "", `query: unknown field "x"`},
+		{"EmptyType", `{"items":[{"types":[""]}]}`, "", "query.items[0].types[0]: must not be empty"},
+		{"BadOptions", `{"items":[]}`, `{"from":"x"}`, `options: field "from": expected a number`},
+		{"UnknownOption", `{"items":[]}`, `{"form":1}`, `options: unknown field "form"`},
+		{"ZeroLimit", `{"items":[]}`, `{"limit":0}`, "options.limit must be at least 1"},
+		{"NegativeFrom", `{"items":[]}`, `{"from":-1}`, "options.from"},
+	}
+	for _, c := range reads {
+		t.Run("Read"+c.name, func(t *testing.T) {
+			status, _, b := dcbRead(t, h, c.query, c.options)
+			require.Equal(t, 400, status)
+			require.Equal(t, "invalid_request", b.Code)
+			require.Contains(t, b.Message, c.msg)
+		})
+	}
+	rec, b = do(t, h, httptest.NewRequest("GET", "/dcb/read", nil))
+	require.Equal(t, 400, rec.Code)
+	require.Contains(t, b.Message, "'query' is required")
+
+	headAfter, err := store.Head(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, headBefore, headAfter, "nothing was written")
+}
