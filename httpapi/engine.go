@@ -45,7 +45,9 @@ func NewEngine(opts Options) *gin.Engine {
 	e.ContextWithFallback = true // c.Done/c.Value reach the request's context
 	e.Use(requestID(), accessLog(opts), recovery(opts.Logger), limitBody(opts.MaxBodyBytes), jsonOnly())
 	e.NoRoute(func(c *gin.Context) { Error(c, http.StatusNotFound, "not_found", "no such route") })
-	e.NoMethod(func(c *gin.Context) { Error(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route") })
+	e.NoMethod(func(c *gin.Context) {
+		Error(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
+	})
 	return e
 }
 
