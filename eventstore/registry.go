@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +24,10 @@ type TypeDef struct {
 // Type declares that values of the struct type T are stored under name, with
 // upcasters applied in order when reading. T's fields become JSON through
 // encoding/json; a field with a struct tag `tag:"key"` becomes the event tag
-// "key:<value>" (see Tag).
+// "key:<value>" (see Tag). A tag field kept out of the JSON (`json:"-"`), for
+// a tag that is not part of the event's data, is filled from the stored
+// event's tag when decoding; it must then be a string or implement
+// encoding.TextUnmarshaler.
 func Type[T any](name string, upcasters ...Upcaster) TypeDef {
 	return TypeDef{name: name, goType: reflect.TypeFor[T](), upcasters: upcasters}
 }
@@ -43,6 +47,8 @@ type eventType struct {
 type tagField struct {
 	index int
 	key   string
+	// fromTags: not in the JSON, so decoded from the stored tag.
+	fromTags bool
 }
 
 // ErrUnknownEventType is returned when encoding a value or decoding an event
@@ -76,7 +82,12 @@ func NewRegistry(defs ...TypeDef) *Registry {
 			if key == "" || strings.Contains(key, ":") {
 				panic(fmt.Sprintf("eventstore: event type %s: field %s: bad tag key %q", d.name, d.goType.Field(i).Name, key))
 			}
-			et.tagFields = append(et.tagFields, tagField{index: i, key: key})
+			f := d.goType.Field(i)
+			fromTags := f.Tag.Get("json") == "-"
+			if fromTags && f.Type.Kind() != reflect.String && !reflect.PointerTo(f.Type).Implements(textUnmarshaler) {
+				panic(fmt.Sprintf("eventstore: event type %s: field %s is decoded from its tag, so it must be a string or an encoding.TextUnmarshaler", d.name, f.Name))
+			}
+			et.tagFields = append(et.tagFields, tagField{index: i, key: key, fromTags: fromTags})
 		}
 		r.byName[d.name] = et
 		r.byType[d.goType] = et
@@ -150,10 +161,10 @@ func (r *Registry) EncodeAll(vs []any) ([]Event, error) {
 // Decode returns the Go value (of the registered struct type, not a pointer)
 // of a stored event, after running its type's upcasters.
 func (r *Registry) Decode(e StoredEvent) (any, error) {
-	return r.decode(e.Type, e.Data)
+	return r.decode(e.Type, e.Tags, e.Data)
 }
 
-func (r *Registry) decode(typ string, data []byte) (any, error) {
+func (r *Registry) decode(typ string, tags []string, data []byte) (any, error) {
 	et, ok := r.byName[typ]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEventType, typ)
@@ -168,7 +179,34 @@ func (r *Registry) decode(typ string, data []byte) (any, error) {
 	if err := json.Unmarshal(data, p.Interface()); err != nil {
 		return nil, fmt.Errorf("eventstore: decode %s: %w", typ, err)
 	}
+	for _, f := range et.tagFields {
+		if f.fromTags {
+			if err := setFromTag(p.Elem().Field(f.index), f.key, tags); err != nil {
+				return nil, fmt.Errorf("eventstore: decode %s: %w", typ, err)
+			}
+		}
+	}
 	return p.Elem().Interface(), nil
+}
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+func setFromTag(field reflect.Value, key string, tags []string) error {
+	for _, tag := range tags {
+		value, ok := strings.CutPrefix(tag, key+":")
+		if !ok {
+			continue
+		}
+		if u, ok := field.Addr().Interface().(encoding.TextUnmarshaler); ok {
+			if err := u.UnmarshalText([]byte(value)); err != nil {
+				return fmt.Errorf("tag %s: %w", key, err)
+			}
+			return nil
+		}
+		field.SetString(value)
+		return nil
+	}
+	return fmt.Errorf("tag %s: missing from the stored event", key)
 }
 
 // DefaultField returns an upcaster that adds field with value to documents

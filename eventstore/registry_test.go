@@ -22,10 +22,39 @@ type renamed struct {
 	Name string `json:"name" tag:"name"`
 }
 
+// registered has a tag that is not part of its data.
+type registered struct {
+	UserID    uuid.UUID `json:"user_id" tag:"user_id"`
+	EmailHash string    `json:"-" tag:"email_hash"`
+	Email     string    `json:"email"`
+}
+
 var registry = eventstore.NewRegistry(
 	eventstore.Type[itemAdded]("ItemAdded", eventstore.DefaultField("fingerprint", "default-fingerprint")),
 	eventstore.Type[renamed]("Renamed"),
+	eventstore.Type[registered]("Registered"),
 )
+
+func TestRegistryTagOutsideData(t *testing.T) {
+	t.Parallel()
+	v := registered{UserID: uuid.Must(uuid.NewV7()), EmailHash: "abc123", Email: "a@example.com"}
+	e, err := registry.Encode(v)
+	require.NoError(t, err)
+	require.Equal(t, []string{"user_id:" + v.UserID.String(), "email_hash:abc123"}, e.Tags)
+	require.NotContains(t, string(e.Data), "abc123", "the tag is not in the data")
+	back, err := registry.Decode(eventstore.StoredEvent{Event: e})
+	require.NoError(t, err)
+	require.Equal(t, v, back, "it is filled from the stored tag")
+
+	_, err = registry.Decode(eventstore.StoredEvent{Event: eventstore.Event{Type: "Registered", Data: e.Data, Tags: e.Tags[:1]}})
+	require.ErrorContains(t, err, "tag email_hash: missing")
+	require.Panics(t, func() {
+		type bad struct {
+			N int `json:"-" tag:"n"`
+		}
+		eventstore.NewRegistry(eventstore.Type[bad]("Bad"))
+	})
+}
 
 func TestRegistryEncodeDecode(t *testing.T) {
 	t.Parallel()

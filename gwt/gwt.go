@@ -12,6 +12,7 @@ package gwt
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -65,10 +66,41 @@ func (o Outcome[S, C]) Then(t testing.TB, want ...any) {
 	if err != nil {
 		t.Fatalf("%s\nwant events:\n%s\ngot error: %v", o.describe(), list(want), err)
 	}
-	if !assert.ObjectsAreEqual(nonNil(want), nonNil(got)) {
-		assert.Fail(t, fmt.Sprintf("%s\nwant events:\n%s\ngot events:\n%s", o.describe(), list(want), list(got)))
-		t.FailNow()
+	if !o.sameEvents(t, want, got) {
+		t.Fatalf("%s\nwant events:\n%s\ngot events:\n%s", o.describe(), list(want), list(got))
 	}
+}
+
+// sameEvents compares events as they would be stored: type, tags and JSON.
+// So 2.50 equals 2.5 in a decimal, and a time equals itself without its
+// monotonic clock reading.
+func (o Outcome[S, C]) sameEvents(t testing.TB, want, got []any) bool {
+	t.Helper()
+	if len(want) != len(got) {
+		return false
+	}
+	for i := range want {
+		w, err := o.s.d.Events.Encode(want[i])
+		if err != nil {
+			t.Fatalf("gwt: expected event %d cannot be encoded: %v", i, err)
+		}
+		g, err := o.s.d.Events.Encode(got[i])
+		if err != nil {
+			t.Fatalf("gwt: decided event %d cannot be encoded: %v", i, err)
+		}
+		if w.Type != g.Type || !assert.ObjectsAreEqual(w.Tags, g.Tags) || !jsonEqual(w.Data, g.Data) {
+			return false
+		}
+	}
+	return true
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return string(a) == string(b)
+	}
+	return assert.ObjectsAreEqual(x, y)
 }
 
 // ThenError checks that the decision fails with an error matching want
@@ -174,9 +206,3 @@ func list(events []any) string {
 	return strings.Join(lines, "\n")
 }
 
-func nonNil(events []any) []any {
-	if events == nil {
-		return []any{}
-	}
-	return events
-}

@@ -50,36 +50,111 @@ func ServerURL() string {
 // answers.
 func DatabaseURL(t testing.TB) string {
 	t.Helper()
+	url, drop, err := createDatabase()
+	if err != nil {
+		t.Fatalf("eventstoretest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("eventstoretest: %v", err)
+		}
+	})
+	return url
+}
+
+// createDatabase clones the migrated template into a new database and
+// returns its URL and the function that drops it.
+func createDatabase() (string, func() error, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, ServerURL())
 	if err != nil {
-		t.Fatalf("eventstoretest: no PostgreSQL answers at %s (run ./init_dev.sh, or make test, which does): %v", redact(ServerURL()), err)
+		return "", nil, fmt.Errorf("no PostgreSQL answers at %s (run ./init_dev.sh, or make test, which does): %w", redact(ServerURL()), err)
 	}
 	defer admin.Close(ctx)
 
 	templateOnce.Do(func() { templateName, templateErr = ensureTemplate(ctx, admin) })
 	if templateErr != nil {
-		t.Fatalf("eventstoretest: prepare template database: %v", templateErr)
+		return "", nil, fmt.Errorf("prepare template database: %w", templateErr)
 	}
 	name := fmt.Sprintf("dcbkit_test_%d_%d_%d", time.Now().Unix(), os.Getpid(), counter.Add(1))
 	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, templateName)); err != nil {
-		t.Fatalf("eventstoretest: create database %s: %v", name, err)
+		return "", nil, fmt.Errorf("create database %s: %w", name, err)
 	}
-	t.Cleanup(func() {
+	drop := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, ServerURL())
 		if err != nil {
-			t.Errorf("eventstoretest: drop database %s: %v", name, err)
-			return
+			return fmt.Errorf("drop database %s: %w", name, err)
 		}
 		defer conn.Close(ctx)
 		if _, err := conn.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name)); err != nil {
-			t.Errorf("eventstoretest: drop database %s: %v", name, err)
+			return fmt.Errorf("drop database %s: %w", name, err)
 		}
+		return nil
+	}
+	return withDatabase(ServerURL(), name), drop, nil
+}
+
+var shared struct {
+	url   string
+	once  sync.Once
+	pool  *pgxpool.Pool
+	store *eventstore.Store
+}
+
+// Main runs a package's tests with one database created for all of them and
+// dropped afterwards, which SharedPool and SharedStore use: tests that use
+// fresh ids share a database safely. Call it from TestMain.
+func Main(m *testing.M) {
+	url, drop, err := createDatabase()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "eventstoretest:", err)
+		os.Exit(1)
+	}
+	shared.url = url
+	code := m.Run()
+	if shared.store != nil {
+		shared.store.Close()
+		shared.pool.Close()
+	}
+	if err := drop(); err != nil {
+		fmt.Fprintln(os.Stderr, "eventstoretest:", err)
+	}
+	os.Exit(code)
+}
+
+// SharedPool returns the pool on the package's shared database (see Main).
+func SharedPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	initShared(t)
+	return shared.pool
+}
+
+// SharedStore returns a store on the package's shared database (see Main).
+func SharedStore(t testing.TB) *eventstore.Store {
+	t.Helper()
+	initShared(t)
+	return shared.store
+}
+
+func initShared(t testing.TB) {
+	t.Helper()
+	if shared.url == "" {
+		t.Fatal("eventstoretest: SharedPool and SharedStore need eventstoretest.Main in the package's TestMain")
+	}
+	shared.once.Do(func() {
+		cfg, err := pgxpool.ParseConfig(shared.url)
+		if err != nil {
+			panic(err)
+		}
+		cfg.MaxConns = 40
+		if shared.pool, err = pgxpool.NewWithConfig(context.Background(), cfg); err != nil {
+			panic(err)
+		}
+		shared.store = eventstore.New(shared.pool, eventstore.Options{})
 	})
-	return withDatabase(ServerURL(), name)
 }
 
 // NewPool returns a pool on a fresh, migrated database, closed when t ends.

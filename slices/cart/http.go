@@ -1,0 +1,185 @@
+package cart
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/shopspring/decimal"
+
+	"github.com/dcbkit/dcbkit/decide"
+	"github.com/dcbkit/dcbkit/httpapi"
+)
+
+// What the handlers share: reading ids, money and text from requests, and
+// answering with the cart's error codes.
+
+// Money is a decimal amount in a request, accepted as a JSON number or a
+// string, never through a float.
+type Money struct{ decimal.Decimal }
+
+func (m *Money) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		return errors.New("must not be null")
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		b = []byte(s)
+	}
+	if len(b) > 40 {
+		return errors.New("too many digits")
+	}
+	d, err := decimal.NewFromString(string(b))
+	switch {
+	case err != nil:
+		return errors.New("not a decimal number")
+	case d.Exponent() < -8:
+		return errors.New("at most 8 decimal places")
+	case d.Abs().GreaterThanOrEqual(maxMoney):
+		return errors.New("out of range")
+	}
+	m.Decimal = d
+	return nil
+}
+
+var maxMoney = decimal.New(1, 15)
+
+// parseID accepts only version 7 UUIDs, the ids of this context.
+func parseID(raw string) (uuid.UUID, error) {
+	id, err := uuid.Parse(raw)
+	if err != nil || id.Version() != 7 || len(raw) != 36 {
+		return uuid.Nil, errors.New("version 7 UUID required")
+	}
+	return id, nil
+}
+
+// pathID reads the id in the path parameter name and checks that the body's
+// copy, when given, is the same.
+func pathID(c *gin.Context, name string, body *string) (uuid.UUID, bool) {
+	id, err := parseID(c.Param(name))
+	if err != nil {
+		httpapi.Error(c, http.StatusBadRequest, "invalid_id", fmt.Sprintf("%s in the path: %v", name, err))
+		return uuid.Nil, false
+	}
+	if body != nil {
+		bodyID, err := parseID(*body)
+		if err != nil {
+			httpapi.Error(c, http.StatusBadRequest, "invalid_id", fmt.Sprintf("%s: %v", name, err))
+			return uuid.Nil, false
+		}
+		if bodyID != id {
+			httpapi.Error(c, http.StatusBadRequest, "id_mismatch", fmt.Sprintf("%s in the body differs from the path", name))
+			return uuid.Nil, false
+		}
+	}
+	return id, true
+}
+
+// bodyID reads a required id of the body.
+func bodyID(c *gin.Context, name string, raw *string) (uuid.UUID, bool) {
+	if raw == nil {
+		httpapi.Error(c, http.StatusBadRequest, "invalid_request", name+": required")
+		return uuid.Nil, false
+	}
+	id, err := parseID(*raw)
+	if err != nil {
+		httpapi.Error(c, http.StatusBadRequest, "invalid_id", fmt.Sprintf("%s: %v", name, err))
+		return uuid.Nil, false
+	}
+	return id, true
+}
+
+// text reads a required string of at most max characters.
+func text(c *gin.Context, name string, raw *string, max int) (string, bool) {
+	switch {
+	case raw == nil:
+		httpapi.Error(c, http.StatusBadRequest, "invalid_request", name+": required")
+		return "", false
+	case utf8.RuneCountInString(*raw) > max:
+		httpapi.Error(c, http.StatusBadRequest, "invalid_request", fmt.Sprintf("%s: at most %d characters", name, max))
+		return "", false
+	}
+	return *raw, true
+}
+
+// price reads a required, non-negative amount.
+func price(c *gin.Context, name string, m *Money) (decimal.Decimal, bool) {
+	switch {
+	case m == nil:
+		httpapi.Error(c, http.StatusBadRequest, "invalid_request", name+": required")
+		return decimal.Zero, false
+	case m.IsNegative():
+		httpapi.Error(c, http.StatusBadRequest, "invalid_request", name+": must not be negative")
+		return decimal.Zero, false
+	}
+	return m.Decimal, true
+}
+
+// fail answers for an error of a decision: the rule that refused, or what
+// httpapi says of store errors.
+func (s *Service) fail(c *gin.Context, err error) {
+	var stock *OutOfStockError
+	switch {
+	case errors.Is(err, ErrCartNotFound):
+		httpapi.Error(c, http.StatusNotFound, "cart_not_found", "cart not found")
+	case errors.As(err, &stock):
+		httpapi.Error(c, http.StatusConflict, "out_of_stock", stock.Error())
+	case errors.Is(err, ErrOutOfStock):
+		httpapi.Error(c, http.StatusConflict, "out_of_stock", "the product is out of stock")
+	case errors.Is(err, decide.ErrConflict):
+		httpapi.Error(c, http.StatusConflict, "concurrency_conflict", "the cart changed too often while deciding; try again")
+	default:
+		for _, r := range rules {
+			if errors.Is(err, r.err) {
+				httpapi.Error(c, http.StatusConflict, r.code, r.err.Error())
+				return
+			}
+		}
+		httpapi.StoreError(c, s.Logger, err)
+	}
+}
+
+// rules are the business rules answered with 409 and their codes.
+var rules = []struct {
+	err  error
+	code string
+}{
+	{ErrCartFull, "cart_full"},
+	{ErrCartSubmitted, "cart_submitted"},
+	{ErrItemNotInCart, "item_not_in_cart"},
+	{ErrItemAlreadyInCart, "item_already_in_cart"},
+	{ErrCartEmpty, "cart_empty"},
+	{ErrCartAlreadySubmitted, "cart_already_submitted"},
+}
+
+// decodeOptional decodes a body that may be empty.
+func decodeOptional(c *gin.Context, dst any) bool {
+	b, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			httpapi.Error(c, http.StatusRequestEntityTooLarge, "body_too_large", "request body over the limit of 1 MiB")
+			return false
+		}
+		httpapi.Error(c, http.StatusBadRequest, "invalid_request", "could not read the body")
+		return false
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return true
+	}
+	if err := httpapi.DecodeJSONBytes(b, dst); err != nil {
+		httpapi.Error(c, http.StatusBadRequest, "invalid_request", err.Error())
+		return false
+	}
+	return true
+}
