@@ -66,8 +66,11 @@ func translate(op string, err error) error {
 	return fmt.Errorf("eventstore: %s: %w", op, err)
 }
 
-// unavailable reports whether err means the database could not be used at all,
-// as opposed to having refused a statement.
+// IsUnavailable reports whether err, from this package or straight from pgx,
+// means that PostgreSQL could not be used at all (down, restarting,
+// unreachable), as opposed to having refused a statement.
+func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) || unavailable(err) }
+
 func unavailable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

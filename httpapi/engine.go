@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -30,6 +31,10 @@ type Options struct {
 	// Observe, when set, is called after every request, for metrics. route
 	// is the matched route pattern ("" when none matched).
 	Observe func(method, route string, status int, elapsed time.Duration)
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed for
+	// the client address (rate limits, logs). None by default: a client
+	// cannot choose its own address.
+	TrustedProxies []string
 }
 
 // NewEngine returns a gin engine with the middleware every API shares, in
@@ -41,6 +46,9 @@ func NewEngine(opts Options) *gin.Engine {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
+	if err := e.SetTrustedProxies(opts.TrustedProxies); err != nil {
+		panic(fmt.Sprintf("httpapi: trusted proxies: %v", err)) // validated by the config loader
+	}
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true // c.Done/c.Value reach the request's context
 	e.Use(requestID(), accessLog(opts), recovery(opts.Logger), limitBody(opts.MaxBodyBytes), jsonOnly())
@@ -158,7 +166,7 @@ func StoreError(c *gin.Context, logger *slog.Logger, err error) {
 	switch {
 	case errors.As(err, &input):
 		Error(c, http.StatusBadRequest, "invalid_request", input.Field+": "+input.Reason)
-	case errors.Is(err, eventstore.ErrUnavailable):
+	case eventstore.IsUnavailable(err):
 		c.Header("Retry-After", "1")
 		Error(c, http.StatusServiceUnavailable, "unavailable", "the database is unavailable; try again shortly")
 	case errors.Is(err, eventstore.ErrAppendConditionFailed):

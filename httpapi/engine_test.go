@@ -157,3 +157,15 @@ func TestAwaitReadModel(t *testing.T) {
 	require.Equal(t, "1", rec.Header().Get("Retry-After"))
 	require.GreaterOrEqual(t, time.Since(start), rm.Wait)
 }
+
+func TestClientAddressIsNotSpoofable(t *testing.T) {
+	t.Parallel()
+	e := httpapi.NewEngine(httpapi.Options{})
+	e.GET("/ip", func(c *gin.Context) { c.String(http.StatusOK, c.ClientIP()) })
+	req := httptest.NewRequest("GET", "/ip", nil)
+	req.RemoteAddr = "192.0.2.7:1234"
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	require.Equal(t, "192.0.2.7", rec.Body.String())
+}

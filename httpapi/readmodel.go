@@ -36,14 +36,20 @@ type ReadModels struct {
 // log up to N. It sets PositionHeader. On a malformed parameter it answers
 // 400, on timeout 503 read_model_lagging with Retry-After, and returns false.
 func (r ReadModels) Await(c *gin.Context, name string) bool {
-	var min int64
+	return r.AwaitPosition(c, name, 0)
+}
+
+// AwaitPosition is Await that also waits for position at least, for a
+// handler that knows which write its caller must see.
+func (r ReadModels) AwaitPosition(c *gin.Context, name string, position int64) bool {
+	min := position
 	if raw, ok := c.GetQuery("min_position"); ok {
 		v, err := strconv.ParseInt(raw, 10, 64)
 		if err != nil || v < 0 {
 			Error(c, http.StatusBadRequest, "invalid_request", "min_position must be a non-negative integer")
 			return false
 		}
-		min = v
+		min = max(min, v)
 	}
 	wait := r.Wait
 	if wait <= 0 {
