@@ -205,4 +205,3 @@ func list(events []any) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
