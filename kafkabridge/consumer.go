@@ -1,0 +1,431 @@
+package kafkabridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Record is one Kafka message: as consumed (every field set), or to produce
+// (Topic, Key and Value; the partition follows from the key).
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Timestamp time.Time
+}
+
+// A Translator turns one message into effects inside tx, typically with
+// eventstore's AppendTx. It owns nothing but its statements: the consumer
+// begins, commits or rolls back tx.
+//
+// Return an error wrapping ErrReject for a message that can never be
+// processed (undecodable, invalid): its effects are rolled back, it is
+// stored in rejected_messages with its raw bytes and the error's text as the
+// reason, its offset is recorded, and consumption goes on. Any other error
+// rolls the transaction back and the same message is tried again after a
+// backoff; its partition does not advance past it.
+type Translator func(ctx context.Context, tx pgx.Tx, rec Record) error
+
+// ErrReject marks a message that can never be processed; see Translator.
+var ErrReject = errors.New("kafkabridge: message rejected")
+
+// ConsumerOptions configures NewConsumer.
+type ConsumerOptions struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string
+	// Group is the Kafka consumer group, and the key of this consumer's
+	// rows in kafka_offsets and rejected_messages.
+	Group string
+	// Translators maps each topic to consume to its translator.
+	Translators map[string]Translator
+	// Logger gets one line per rejected message, per outage and per run of
+	// failed attempts at a message; slog.Default() if nil.
+	Logger *slog.Logger
+	// RetryMin and RetryMax bound the exponential backoff between attempts
+	// at a message whose translator failed (default 100ms and 30s).
+	RetryMin, RetryMax time.Duration
+}
+
+// Consumer consumes topics with a Kafka consumer group and applies each
+// message exactly once in effect; see the package documentation.
+type Consumer struct {
+	pool   *pgxpool.Pool
+	opts   ConsumerOptions
+	topics []string
+	health *health
+
+	running     atomic.Bool
+	client      atomic.Pointer[kgo.Client] // set while Run runs
+	redelivered atomic.Int64
+
+	mu       sync.Mutex
+	failures map[topicPartition]failure // partitions stuck on a message
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// failure is a message whose translator keeps failing.
+type failure struct {
+	offset   int64
+	attempts int
+	err      error
+}
+
+// NewConsumer returns a consumer of the topics of opts.Translators that
+// records its progress through pool's kafka_offsets table. It does not
+// connect to anything before Run.
+func NewConsumer(pool *pgxpool.Pool, opts ConsumerOptions) (*Consumer, error) {
+	switch {
+	case pool == nil:
+		return nil, errors.New("kafkabridge: NewConsumer: nil pool")
+	case len(opts.Brokers) == 0:
+		return nil, errors.New("kafkabridge: NewConsumer: no brokers")
+	case opts.Group == "":
+		return nil, errors.New("kafkabridge: NewConsumer: no consumer group")
+	case len(opts.Translators) == 0:
+		return nil, errors.New("kafkabridge: NewConsumer: no translators")
+	}
+	for topic, tr := range opts.Translators {
+		if topic == "" || tr == nil {
+			return nil, fmt.Errorf("kafkabridge: NewConsumer: empty topic or nil translator (topic %q)", topic)
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = 100 * time.Millisecond
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 30 * time.Second
+	}
+	opts.RetryMax = max(opts.RetryMax, opts.RetryMin)
+	opts.Logger = opts.Logger.With("consumer_group", opts.Group)
+	c := &Consumer{
+		pool:     pool,
+		opts:     opts,
+		health:   newHealth(opts.Logger, "consumer"),
+		failures: make(map[topicPartition]failure),
+	}
+	for topic := range opts.Translators {
+		c.topics = append(c.topics, topic)
+	}
+	slices.Sort(c.topics)
+	return c, nil
+}
+
+// Run joins the consumer group and processes messages until ctx is done,
+// then leaves the group and returns nil. While the broker is away it waits
+// and retries (the client reconnects with backoff) and logs once per
+// outage; while PostgreSQL or a translator fails it retries the message
+// with backoff. It returns an error only if the client cannot be built, or
+// if Run is already running.
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("kafkabridge: Consumer.Run called while running")
+	}
+	defer c.running.Store(false)
+
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(c.opts.Brokers...),
+		kgo.ConsumerGroup(c.opts.Group),
+		kgo.ConsumeTopics(c.topics...),
+		kgo.DisableAutoCommit(),
+		// Records of aborted transactions are never translated.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Where PostgreSQL knows nothing of a partition, all of it.
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AdjustFetchOffsetsFn(c.seekToStored),
+		kgo.WithHooks(c.health),
+	)
+	if err != nil {
+		return fmt.Errorf("kafkabridge: consumer: %w", err)
+	}
+	c.client.Store(cl)
+	defer func() {
+		c.client.Store(nil)
+		c.mu.Lock()
+		clear(c.failures) // Status reports them while Run runs
+		c.mu.Unlock()
+		// A bounded leave: with the broker away, Close would wait for it.
+		leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = cl.LeaveGroupContext(leaveCtx)
+		cl.Close()
+	}()
+
+	for {
+		fetches := cl.PollRecords(ctx, 1000)
+		if ctx.Err() != nil {
+			return nil
+		}
+		for _, fe := range fetches.Errors() {
+			c.health.record(fe.Err)
+		}
+		var parts [][]*kgo.Record
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				parts = append(parts, p.Records)
+			}
+		})
+		if len(parts) == 0 {
+			continue
+		}
+		// Partitions are independent: each is processed in order in
+		// its own goroutine, and the next poll waits for all of them.
+		done := make([]*kgo.Record, len(parts))
+		var wg sync.WaitGroup
+		for i, recs := range parts {
+			wg.Go(func() { done[i] = c.processPartition(ctx, recs) })
+		}
+		wg.Wait()
+		c.commitToKafka(ctx, cl, done)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// seekToStored is the consumer's kgo.AdjustFetchOffsetsFn: when partitions
+// are assigned, each starts right after the last offset PostgreSQL recorded
+// for it, whatever Kafka's committed offset says (that one is committed
+// after PostgreSQL's, for tools only, and may lag or be rewound). A
+// partition PostgreSQL does not know starts at the beginning of the log.
+func (c *Consumer) seekToStored(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	stored, err := c.storedOffsets(ctx)
+	if err != nil {
+		// The group session fails and is joined again, after a backoff.
+		c.opts.Logger.Warn("kafka partitions assigned but their offsets cannot be read; joining the group again", "err", err)
+		return nil, err
+	}
+	for topic, parts := range offsets {
+		for p := range parts {
+			if last, ok := stored[topicPartition{topic, p}]; ok {
+				// Epoch -1: no data-loss detection against an epoch
+				// that PostgreSQL does not keep.
+				parts[p] = kgo.NewOffset().At(last + 1).WithEpoch(-1)
+			} else {
+				parts[p] = kgo.NewOffset().AtStart()
+			}
+		}
+	}
+	c.warnIfLogIsBehind(ctx, offsets, stored)
+	return offsets, nil
+}
+
+// warnIfLogIsBehind logs an error for each assigned partition whose log
+// ends before the offset PostgreSQL recorded for it: the broker lost its data (an
+// embedded broker started without its data directory, a topic deleted and
+// created again). Its new messages take offsets already recorded, and are
+// skipped as redeliveries until they pass them. Nothing can tell them apart
+// from redeliveries; the operator must decide (e.g. delete the group's rows
+// in kafka_offsets), so this says so loudly.
+func (c *Consumer) warnIfLogIsBehind(ctx context.Context, assigned map[string]map[int32]kgo.Offset, stored map[topicPartition]int64) {
+	cl := c.client.Load()
+	if cl == nil || len(stored) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, c.topics...)
+	if err != nil && len(ends) == 0 {
+		return
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		last, ok := stored[topicPartition{o.Topic, o.Partition}]
+		_, mine := assigned[o.Topic][o.Partition]
+		if o.Err == nil && ok && mine && o.Offset <= last {
+			c.opts.Logger.Error("kafka partition ends before the offset recorded as processed: the broker lost its data; "+
+				"new messages up to the recorded offset will be skipped as redeliveries",
+				"topic", o.Topic, "partition", o.Partition, "log_end", o.Offset, "recorded_offset", last)
+		}
+	})
+}
+
+// storedOffsets reads the group's last processed offsets from PostgreSQL.
+func (c *Consumer) storedOffsets(ctx context.Context) (map[topicPartition]int64, error) {
+	rows, err := c.pool.Query(ctx,
+		`SELECT topic, partition, last_offset FROM kafka_offsets WHERE consumer_group = $1 AND topic = ANY ($2)`,
+		c.opts.Group, c.topics)
+	if err != nil {
+		return nil, fmt.Errorf("kafkabridge: read offsets: %w", err)
+	}
+	stored := make(map[topicPartition]int64)
+	var (
+		tp   topicPartition
+		last int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&tp.topic, &tp.partition, &last}, func() error {
+		stored[tp] = last
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kafkabridge: read offsets: %w", err)
+	}
+	return stored, nil
+}
+
+// processPartition handles the records of one partition in order, each
+// until it is done, and returns the last one done (nil if none): only ctx
+// stops it early.
+func (c *Consumer) processPartition(ctx context.Context, recs []*kgo.Record) *kgo.Record {
+	var last *kgo.Record
+	for _, r := range recs {
+		if err := c.handleWithRetry(ctx, r); err != nil {
+			break
+		}
+		last = r
+	}
+	return last
+}
+
+// handleWithRetry handles r, retrying with exponential backoff until it
+// succeeds or ctx is done. It logs the first failure of a run of attempts
+// and the recovery, not each attempt.
+func (c *Consumer) handleWithRetry(ctx context.Context, r *kgo.Record) error {
+	rec := Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
+	tp := topicPartition{r.Topic, r.Partition}
+	backoff := c.opts.RetryMin
+	for attempt := 1; ; attempt++ {
+		err := c.handle(ctx, rec)
+		if err == nil {
+			if attempt > 1 {
+				c.clearFailure(tp)
+				c.opts.Logger.Info("kafka message processed after failed attempts",
+					"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.setFailure(tp, failure{offset: rec.Offset, attempts: attempt, err: err})
+		if attempt == 1 {
+			c.opts.Logger.Warn("kafka message failed; retrying with backoff, the partition waits",
+				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.opts.RetryMax)
+	}
+}
+
+// handle applies one message in one transaction: translated (or, if the
+// translator rejects it, stored as rejected) and recorded as processed, or
+// nothing at all. A message at or below the recorded offset is skipped.
+func (c *Consumer) handle(ctx context.Context, rec Record) error {
+	translate := c.opts.Translators[rec.Topic]
+	skipped, err := c.inTx(ctx, rec, func(tx pgx.Tx) error { return translate(ctx, tx, rec) })
+	if skipped {
+		c.redelivered.Add(1)
+	}
+	if !errors.Is(err, ErrReject) {
+		return err
+	}
+	// A transaction of its own: the translator's statements, and any
+	// error they left the first transaction in, are gone with it.
+	reason := err.Error()
+	skipped, err = c.inTx(ctx, rec, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO rejected_messages (consumer_group, topic, partition, "offset", key, value, reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`,
+			c.opts.Group, rec.Topic, rec.Partition, rec.Offset, rec.Key, rec.Value, reason)
+		return err
+	})
+	if err == nil && !skipped {
+		c.opts.Logger.Warn("kafka message rejected and stored in rejected_messages",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "reason", reason)
+	}
+	return err
+}
+
+// inTx runs effect and records rec's offset in one transaction, unless the
+// offset is already recorded (skipped). The lock on the partition's row
+// makes consumers that hold the same partition (during a rebalance, or
+// after a rewind) take turns, and the later one skips.
+func (c *Consumer) inTx(ctx context.Context, rec Record, effect func(pgx.Tx) error) (skipped bool, err error) {
+	tx, err := c.pool.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("kafkabridge: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	// Insert the row if missing, then lock it: ON CONFLICT DO UPDATE
+	// locks the existing row and returns its latest committed version
+	// (after waiting for any transaction holding it).
+	var last int64
+	err = tx.QueryRow(ctx, `
+		INSERT INTO kafka_offsets AS o (consumer_group, topic, partition, last_offset)
+		VALUES ($1, $2, $3, -1)
+		ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET last_offset = o.last_offset
+		RETURNING last_offset`,
+		c.opts.Group, rec.Topic, rec.Partition).Scan(&last)
+	if err != nil {
+		return false, fmt.Errorf("kafkabridge: lock offset: %w", err)
+	}
+	if rec.Offset <= last {
+		return true, nil // a redelivery: done before
+	}
+	if err := effect(tx); err != nil {
+		return false, err
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE kafka_offsets SET last_offset = $4, updated_at = now()
+		WHERE consumer_group = $1 AND topic = $2 AND partition = $3`,
+		c.opts.Group, rec.Topic, rec.Partition, rec.Offset); err != nil {
+		return false, fmt.Errorf("kafkabridge: record offset: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("kafkabridge: commit: %w", err)
+	}
+	return false, nil
+}
+
+// commitToKafka commits, after PostgreSQL, the offsets just processed, so
+// that Kafka's tools see the group's lag. It is advisory: the consumer seeks
+// by PostgreSQL's offsets, so a failed commit costs nothing but staleness.
+func (c *Consumer) commitToKafka(ctx context.Context, cl *kgo.Client, done []*kgo.Record) {
+	recs := slices.DeleteFunc(done, func(r *kgo.Record) bool { return r == nil })
+	if len(recs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := cl.CommitRecords(ctx, recs...); err != nil {
+		c.opts.Logger.Debug("kafka offset commit failed (PostgreSQL has the offsets)", "err", err)
+	}
+}
+
+func (c *Consumer) setFailure(tp topicPartition, f failure) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failures[tp] = f
+}
+
+func (c *Consumer) clearFailure(tp topicPartition) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.failures, tp)
+}
