@@ -1,0 +1,351 @@
+package listeners
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dcbkit/dcbkit/eventstore"
+)
+
+// The lease statements. Durations travel as microseconds; every time is the
+// database's, so the replicas' clocks do not matter.
+const (
+	// ensureSQL creates the listener's row; it never waits on a row lock.
+	ensureSQL = `INSERT INTO listener_checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`
+
+	// acquireSQL takes the lease if it is free, expired or already ours. SKIP
+	// LOCKED: a row locked by the holder's batch in flight is not free, and
+	// waiting for it would only tie up a connection.
+	acquireSQL = `
+WITH free AS (
+	SELECT name FROM listener_checkpoints
+	WHERE name = $1 AND (holder IS NULL OR holder = $2 OR lease_until IS NULL OR lease_until <= now())
+	FOR NO KEY UPDATE SKIP LOCKED)
+UPDATE listener_checkpoints c
+SET holder = $2, lease_until = now() + $3::bigint * interval '1 microsecond', updated_at = now()
+FROM free WHERE c.name = free.name`
+
+	// leaseLeftSQL says how long the current lease has to run, in seconds.
+	leaseLeftSQL = `
+SELECT coalesce(extract(epoch FROM lease_until - now()), 0)::float8
+FROM listener_checkpoints WHERE name = $1`
+
+	renewSQL = `
+UPDATE listener_checkpoints
+SET lease_until = now() + $3::bigint * interval '1 microsecond', updated_at = now()
+WHERE name = $1 AND holder = $2`
+
+	// releaseSQL ends our lease now and tells the other replicas.
+	releaseSQL = `
+WITH released AS (
+	UPDATE listener_checkpoints SET lease_until = now(), updated_at = now()
+	WHERE name = $1 AND holder = $2
+	RETURNING name)
+SELECT pg_notify('` + controlChannel + `', name) FROM released`
+
+	recordErrorSQL = `
+UPDATE listener_checkpoints SET last_error = $3, last_error_at = now(), updated_at = now()
+WHERE name = $1 AND holder = $2`
+)
+
+// The batch statements.
+const (
+	// lockSQL opens a batch: it locks the listener's row if we hold the lease,
+	// returns the checkpoint and the log's head, and bounds how long the
+	// session may sit idle in this transaction (see the package doc). The
+	// head comes from this statement's snapshot, taken before the read's.
+	lockSQL = `
+SELECT c.position, (SELECT coalesce(max(e.position), 0) FROM events e),
+	set_config('idle_in_transaction_session_timeout', $3::text, true)
+FROM listener_checkpoints c
+WHERE c.name = $1 AND c.holder = $2
+FOR NO KEY UPDATE OF c`
+
+	// advanceSQL closes a batch: the fence (still our lease, still the
+	// checkpoint the batch started from), the new checkpoint, a lease
+	// renewed from now (clock_timestamp: the batch may have been long) and
+	// no error.
+	advanceSQL = `
+UPDATE listener_checkpoints
+SET position = $4, lease_until = clock_timestamp() + $5::bigint * interval '1 microsecond',
+	last_error = NULL, last_error_at = NULL, updated_at = now()
+WHERE name = $1 AND holder = $2 AND position = $3`
+)
+
+// errLeaseLost means another replica holds the listener now.
+var errLeaseLost = errors.New("lease lost")
+
+// maxErrorBytes bounds the error text kept in listener_checkpoints.
+const maxErrorBytes = 2000
+
+// run runs the listener until ctx is done: it takes the lease when it can,
+// runs batches while it holds it, and releases it at the end.
+func (rn *runner) run(ctx context.Context) {
+	o := rn.rt.opts
+	log := rn.rt.log.With("listener", rn.l.Name, "holder", o.Holder)
+	ensured, failures := false, 0
+	for ctx.Err() == nil {
+		var wait time.Duration
+		held, err := rn.acquire(ctx, &ensured)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			failures++
+			wait = o.backoff(failures)
+			log.Warn("listener: cannot take its lease", "err", err, "retry_in", wait)
+		case held:
+			failures = 0
+			rn.active.Store(true)
+			log.Info("listener: lease taken")
+			lost := rn.lead(ctx, log)
+			rn.active.Store(false)
+			if !lost {
+				rn.release(ctx, log)
+				return
+			}
+			log.Info("listener: lease lost to another replica")
+			continue
+		default:
+			failures = 0
+			if wait, err = rn.leaseLeft(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				log.Warn("listener: cannot read its lease", "err", err)
+			}
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-rn.control:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// acquire takes the lease if it is free, expired or ours.
+func (rn *runner) acquire(ctx context.Context, ensured *bool) (bool, error) {
+	o := rn.rt.opts
+	if !*ensured {
+		if _, err := rn.rt.pool.Exec(ctx, ensureSQL, rn.l.Name); err != nil {
+			return false, err
+		}
+		*ensured = true
+	}
+	tag, err := rn.rt.pool.Exec(ctx, acquireSQL, rn.l.Name, o.Holder, o.LeaseDuration.Microseconds())
+	return tag.RowsAffected() == 1, err
+}
+
+// leaseLeft returns how long a standby waits before trying again: until the
+// holder's lease ends, but at most PollInterval (a release wakes it sooner
+// through the control channel, unless NoListen). A lease already over means
+// the holder's batch in flight has the row: look again shortly.
+func (rn *runner) leaseLeft(ctx context.Context) (time.Duration, error) {
+	o := rn.rt.opts
+	var secs float64
+	if err := rn.rt.pool.QueryRow(ctx, leaseLeftSQL, rn.l.Name).Scan(&secs); err != nil {
+		return min(o.PollInterval, o.LeaseDuration/3), err
+	}
+	wait := time.Duration(secs*float64(time.Second)) + time.Millisecond
+	if secs <= 0 {
+		wait = o.LeaseDuration / 10
+	}
+	return min(wait, o.PollInterval), nil
+}
+
+// lead runs batches while this Runtime holds the lease: at once, then on
+// every notification and poll, renewing the lease while idle. It returns
+// true when the lease was lost, false when ctx is done.
+func (rn *runner) lead(ctx context.Context, log *slog.Logger) bool {
+	o := rn.rt.opts
+	renew := time.NewTicker(o.LeaseDuration / 3)
+	defer renew.Stop()
+	poll := time.NewTicker(o.PollInterval)
+	defer poll.Stop()
+	retry := time.NewTimer(0)
+	retry.Stop()
+	defer retry.Stop()
+
+	failures, due := 0, true
+	for {
+		if due {
+			due = false
+			progressed, err := rn.catchUp(ctx)
+			if progressed {
+				failures = 0 // attempts count the failures at one position
+			}
+			switch {
+			case ctx.Err() != nil:
+				return false
+			case errors.Is(err, errLeaseLost):
+				return true
+			case err != nil:
+				failures++
+				wait := o.backoff(failures)
+				args := []any{"err", err, "attempt", failures, "retry_in", wait}
+				if rerr := rn.recordError(ctx, err); rerr != nil {
+					args = append(args, "record_err", rerr)
+				}
+				log.Error("listener: batch failed", args...)
+				retry.Reset(wait)
+			default:
+				failures = 0
+			}
+		}
+		// While backing off, only the retry timer (and the lease) count:
+		// appends must not hurry a failing listener.
+		var wake, control <-chan struct{}
+		var polled, retried <-chan time.Time
+		if failures > 0 {
+			retried = retry.C
+		} else {
+			wake, control, polled = rn.wake, rn.control, poll.C
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-wake:
+			due = true
+		case <-control:
+			due = true
+		case <-polled:
+			due = true
+		case <-retried:
+			due = true
+		case <-renew.C:
+			tag, err := rn.rt.pool.Exec(ctx, renewSQL, rn.l.Name, o.Holder, o.LeaseDuration.Microseconds())
+			switch {
+			case ctx.Err() != nil:
+				return false
+			case err != nil:
+				log.Warn("listener: cannot renew its lease", "err", err)
+			case tag.RowsAffected() == 0:
+				return true
+			}
+		}
+	}
+}
+
+// catchUp runs batches until one is not full or fails. It reports whether
+// any batch committed.
+func (rn *runner) catchUp(ctx context.Context) (progressed bool, err error) {
+	for {
+		committed, full, err := rn.batch(ctx)
+		progressed = progressed || committed
+		if err != nil || !full || ctx.Err() != nil {
+			return progressed, err
+		}
+	}
+}
+
+// batch handles the events after the checkpoint, at most BatchSize of them,
+// and moves the checkpoint, in one transaction. It reports whether it
+// committed, and whether the batch was full, in which case more may follow
+// at once.
+func (rn *runner) batch(ctx context.Context) (committed, full bool, err error) {
+	o := rn.rt.opts
+	rn.attempts.Add(1)
+	tx, err := rn.rt.pool.Begin(ctx)
+	if err != nil {
+		return false, false, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		// A no-op after Commit. Not bound to ctx, so that a cancelled batch
+		// still hands its connection back cleanly; bounded all the same.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
+
+	idleMillis := strconv.FormatInt(max(o.LeaseDuration.Milliseconds(), 1), 10)
+	var checkpoint, head int64
+	var setting string
+	err = tx.QueryRow(ctx, lockSQL, rn.l.Name, o.Holder, idleMillis).Scan(&checkpoint, &head, &setting)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, false, errLeaseLost
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("lock checkpoint: %w", err)
+	}
+	events, err := rn.rt.store.ReadTx(ctx, tx, rn.l.Query, eventstore.ReadOptions{From: checkpoint + 1, Limit: o.BatchSize})
+	if err != nil {
+		return false, false, fmt.Errorf("read after %d: %w", checkpoint, err)
+	}
+
+	// Positions become visible in increasing order (eventstore guarantee 2),
+	// and head was read in a snapshot older than the read's: every event at
+	// or below head was visible to the read. So when the read was not cut
+	// short by the limit, nothing matching is left at or below head.
+	full = len(events) == o.BatchSize
+	next := checkpoint
+	if len(events) > 0 {
+		next = events[len(events)-1].Position
+	}
+	if !full {
+		next = max(next, head)
+	}
+	if next == checkpoint {
+		return false, false, nil // nothing new; the rollback unlocks the row
+	}
+	if len(events) > 0 {
+		if err := rn.handle(ctx, tx, events); err != nil {
+			return false, false, fmt.Errorf("handle events %d..%d: %w", events[0].Position, events[len(events)-1].Position, err)
+		}
+	}
+	tag, err := tx.Exec(ctx, advanceSQL, rn.l.Name, o.Holder, checkpoint, next, o.LeaseDuration.Microseconds())
+	if err != nil {
+		return false, false, fmt.Errorf("advance checkpoint to %d: %w", next, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return false, false, errLeaseLost // cannot happen while the row is locked; the fence holds anyway
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, false, fmt.Errorf("commit checkpoint %d: %w", next, err)
+	}
+	rn.progress.signal()
+	return true, full, nil
+}
+
+// handle calls Handle, turning a panic into an error so that a bug in one
+// handler stops its listener, not the process.
+func (rn *runner) handle(ctx context.Context, tx pgx.Tx, events []eventstore.StoredEvent) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return rn.l.Handle(ctx, tx, events)
+}
+
+// recordError stores err as the listener's last error, if we still hold it.
+func (rn *runner) recordError(ctx context.Context, err error) error {
+	msg := err.Error()
+	if len(msg) > maxErrorBytes {
+		msg = strings.ToValidUTF8(msg[:maxErrorBytes], "") + "…"
+	}
+	_, rerr := rn.rt.pool.Exec(ctx, recordErrorSQL, rn.l.Name, rn.rt.opts.Holder, msg)
+	return rerr
+}
+
+// release ends our lease at once, so that a standby takes over without
+// waiting for it to expire. A crashed process does not get to do this.
+func (rn *runner) release(ctx context.Context, log *slog.Logger) {
+	if rn.rt.crashed.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := rn.rt.pool.Exec(ctx, releaseSQL, rn.l.Name, rn.rt.opts.Holder); err != nil {
+		log.Warn("listener: cannot release its lease; it expires on its own", "err", err)
+	}
+}
