@@ -6,10 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the whole configuration of the server. Every field comes from a
@@ -22,34 +26,87 @@ type Config struct {
 	AdminToken        string
 	KafkaBrokers      []string
 	KafkaEmbeddedAddr string
+	KafkaDataDir      string
 	Environment       string
 	JWTSecret         string
-	ResetReadModels   []string
+	ReplicaID         string
+	TrustedProxies    []string
+	LogLevel          slog.Level
+	ReadModelWait     time.Duration
+	PublishBudget     time.Duration
+
+	// Identity.
+	PasswordMinLength      int
+	TokenLifetime          time.Duration
+	HashMemoryKiB          int
+	HashIterations         int
+	HashParallelism        int
+	LoginAttemptsPerMinute int
+
+	ResetReadModels []string
 }
 
 // devEnvFile is where init_dev.sh records the URL of the database it made.
 const devEnvFile = ".dev/env"
 
 // loadConfig parses flags and environment and validates the result. It
-// returns every problem at once, one per line.
+// reports every problem at once, one per line.
 func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	var cfg Config
+	var errs []error
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
+	str := func(p *string, name, env, def, usage string) {
+		if v := getenv(env); v != "" {
+			def = v
 		}
-		return def
+		fs.StringVar(p, name, def, usage+" ("+env+")")
 	}
-	fs.StringVar(&cfg.DatabaseURL, "database-url", env("DATABASE_URL", devDatabaseURL()), "PostgreSQL URL (DATABASE_URL)")
-	fs.StringVar(&cfg.HTTPAddr, "http-addr", env("HTTP_ADDR", ":8080"), "public API address (HTTP_ADDR)")
-	fs.StringVar(&cfg.AdminAddr, "admin-addr", env("ADMIN_ADDR", "127.0.0.1:8081"), "operator API address (ADMIN_ADDR)")
-	fs.StringVar(&cfg.AdminToken, "admin-token", env("ADMIN_TOKEN", ""), "bearer token the operator API requires, if set (ADMIN_TOKEN)")
-	brokers := fs.String("kafka-brokers", env("KAFKA_BROKERS", ""), "comma-separated Kafka brokers; empty starts the embedded broker (KAFKA_BROKERS)")
-	fs.StringVar(&cfg.KafkaEmbeddedAddr, "kafka-embedded-addr", env("KAFKA_EMBEDDED_ADDR", "127.0.0.1:9092"), "address of the embedded broker (KAFKA_EMBEDDED_ADDR)")
-	fs.StringVar(&cfg.Environment, "environment", env("ENVIRONMENT", "development"), "development or production (ENVIRONMENT)")
-	fs.StringVar(&cfg.JWTSecret, "jwt-secret", env("JWT_SECRET", ""), "secret that signs identity tokens; required outside development (JWT_SECRET)")
+	num := func(p *int, name, env string, def int, usage string) {
+		if v := getenv(env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: want an integer, got %q", env, v))
+			}
+			def = n
+		}
+		fs.IntVar(p, name, def, usage+" ("+env+")")
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
+		if v := getenv(env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: want a duration such as 90s or 1h, got %q", env, v))
+			}
+			def = d
+		}
+		fs.DurationVar(p, name, def, usage+" ("+env+")")
+	}
+	var brokers, proxies, level string
+	databaseURL := getenv("DATABASE_URL")
+	if databaseURL == "" {
+		databaseURL = devDatabaseURL()
+	}
+	str(&cfg.DatabaseURL, "database-url", "DATABASE_URL", databaseURL, "PostgreSQL URL")
+	str(&cfg.HTTPAddr, "http-addr", "HTTP_ADDR", ":8080", "public API address")
+	str(&cfg.AdminAddr, "admin-addr", "ADMIN_ADDR", "127.0.0.1:8081", "operator API address")
+	str(&cfg.AdminToken, "admin-token", "ADMIN_TOKEN", "", "bearer token the operator API requires, if set")
+	str(&brokers, "kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka brokers; empty starts the embedded broker")
+	str(&cfg.KafkaEmbeddedAddr, "kafka-embedded-addr", "KAFKA_EMBEDDED_ADDR", "127.0.0.1:9092", "address of the embedded broker")
+	str(&cfg.KafkaDataDir, "kafka-data-dir", "KAFKA_DATA_DIR", ".dev/kafka", "where the embedded broker keeps its data")
+	str(&cfg.Environment, "environment", "ENVIRONMENT", "development", "development or production")
+	str(&cfg.JWTSecret, "jwt-secret", "JWT_SECRET", "", "secret that signs identity tokens; required outside development")
+	str(&cfg.ReplicaID, "replica-id", "REPLICA_ID", defaultReplicaID(), "this replica's name, for leases and the Kafka producer")
+	str(&proxies, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed")
+	str(&level, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	dur(&cfg.ReadModelWait, "read-model-wait", "READ_MODEL_WAIT", 5*time.Second, "how long a read with ?min_position waits")
+	dur(&cfg.PublishBudget, "publish-budget", "PUBLISH_BUDGET", time.Hour, "how long a cart's publication retries before it fails")
+	num(&cfg.PasswordMinLength, "password-min-length", "PASSWORD_MIN_LENGTH", 15, "minimum password length in code points")
+	dur(&cfg.TokenLifetime, "token-lifetime", "TOKEN_LIFETIME", 15*time.Minute, "lifetime of identity tokens")
+	num(&cfg.HashMemoryKiB, "hash-memory-kib", "HASH_MEMORY_KIB", 19*1024, "Argon2id memory in KiB")
+	num(&cfg.HashIterations, "hash-iterations", "HASH_ITERATIONS", 2, "Argon2id iterations")
+	num(&cfg.HashParallelism, "hash-parallelism", "HASH_PARALLELISM", 1, "Argon2id parallelism")
+	num(&cfg.LoginAttemptsPerMinute, "login-attempts-per-minute", "LOGIN_ATTEMPTS_PER_MINUTE", 30, "login attempts allowed per client address and minute")
 	fs.Func("reset-read-model", "truncate and replay this stored read model before serving; repeatable; 'all' for every one", func(v string) error {
 		cfg.ResetReadModels = append(cfg.ResetReadModels, v)
 		return nil
@@ -60,16 +117,25 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("config: unexpected arguments %q", fs.Args())
 	}
-	for _, b := range strings.Split(*brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			cfg.KafkaBrokers = append(cfg.KafkaBrokers, b)
-		}
+	cfg.KafkaBrokers = splitList(brokers)
+	cfg.TrustedProxies = splitList(proxies)
+	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: want debug, info, warn or error, got %q", level))
 	}
-	return cfg, cfg.validate()
+	return cfg, cfg.validate(errs)
 }
 
-func (c Config) validate() error {
-	var errs []error
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (c Config) validate(errs []error) error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		bad("DATABASE_URL: want a postgres:// URL")
@@ -86,14 +152,46 @@ func (c Config) validate() error {
 			bad("KAFKA_BROKERS: want host:port, got %q", b)
 		}
 	}
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				bad("TRUSTED_PROXIES: want an IP address or CIDR, got %q", p)
+			}
+		}
+	}
 	switch c.Environment {
 	case "development":
 	case "production":
 		if len(c.JWTSecret) < 32 {
 			bad("JWT_SECRET: required outside development, at least 32 bytes")
 		}
+		if c.AdminToken == "" {
+			bad("ADMIN_TOKEN: required outside development")
+		}
 	default:
 		bad("ENVIRONMENT: want development or production, got %q", c.Environment)
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		bad("JWT_SECRET: at least 32 bytes")
+	}
+	positive := []struct {
+		name string
+		ok   bool
+	}{
+		{"READ_MODEL_WAIT", c.ReadModelWait > 0}, {"PUBLISH_BUDGET", c.PublishBudget > 0}, {"TOKEN_LIFETIME", c.TokenLifetime > 0},
+		{"PASSWORD_MIN_LENGTH", c.PasswordMinLength >= 8 && c.PasswordMinLength <= 128},
+		{"HASH_MEMORY_KIB", c.HashMemoryKiB >= 64 && c.HashMemoryKiB <= 4<<20},
+		{"HASH_ITERATIONS", c.HashIterations >= 1 && c.HashIterations <= 100},
+		{"HASH_PARALLELISM", c.HashParallelism >= 1 && c.HashParallelism <= 255},
+		{"LOGIN_ATTEMPTS_PER_MINUTE", c.LoginAttemptsPerMinute >= 1},
+	}
+	for _, p := range positive {
+		if !p.ok {
+			bad("%s: out of range", p.name)
+		}
+	}
+	if c.ReplicaID == "" {
+		bad("REPLICA_ID: must not be empty")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config:\n%w", errors.Join(errs...))
@@ -115,4 +213,12 @@ func devDatabaseURL() string {
 		}
 	}
 	return "postgres://postgres@127.0.0.1:5432/dcbkit?sslmode=disable"
+}
+
+func defaultReplicaID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "server"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }

@@ -2,71 +2,272 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dcbkit/dcbkit/eventstore"
+	"github.com/dcbkit/dcbkit/httpapi"
+	"github.com/dcbkit/dcbkit/kafkabridge"
+	"github.com/dcbkit/dcbkit/listeners"
 	"github.com/dcbkit/dcbkit/migrations"
+	"github.com/dcbkit/dcbkit/slices/cart"
+	"github.com/dcbkit/dcbkit/slices/identity"
+	"github.com/dcbkit/dcbkit/workqueue"
 )
 
+// Kafka topics: consumed (cart.md, "Change inventory" and "Change price")
+// and produced (published carts).
+var topics = []kafkabridge.Topic{
+	{Name: "inventories", Partitions: 3},
+	{Name: "price-changes", Partitions: 3},
+	{Name: cart.PublishedCartsTopic, Partitions: 3},
+}
+
 // run builds the whole server from its configuration and serves until ctx is
-// done, then shuts down in reverse order of start.
+// done, then shuts down in reverse order of start. It returns an error when
+// the configuration is invalid or a part cannot start.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadConfig(args, getenv)
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stdout, nil))
+	logger := newLogger(stdout, cfg.LogLevel)
+	var stack shutdownStack
+	defer stack.unwind(logger)
 
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	// PostgreSQL, its schema, the event store.
+	pool, err := connect(ctx, cfg.DatabaseURL, logger)
 	if err != nil {
-		return fmt.Errorf("database: %w", err)
+		return err
 	}
-	defer pool.Close()
+	stack.push("database pool", func(context.Context) error { pool.Close(); return nil })
 	if err := migrations.Up(ctx, pool, logger); err != nil {
 		return err
 	}
-	store := eventstore.New(pool, eventstore.Options{})
-	defer store.Close()
+	m := newMetrics()
+	store := eventstore.New(pool, eventstore.Options{OnAppend: m.observeAppend})
+	stack.push("event store", func(context.Context) error { store.Close(); return nil })
 
-	gin.SetMode(gin.ReleaseMode)
-	engine := gin.New()
-	engine.Use(gin.Recovery())
-	engine.GET("/healthcheck", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	// Kafka: the embedded development broker unless brokers are configured.
+	brokers := cfg.KafkaBrokers
+	if len(brokers) == 0 {
+		broker, err := kafkabridge.StartEmbedded(kafkabridge.EmbeddedOptions{
+			Addr: cfg.KafkaEmbeddedAddr, DataDir: cfg.KafkaDataDir, Topics: topics, Logger: logger,
+		})
+		if err != nil {
+			return fmt.Errorf("embedded kafka: %w", err)
+		}
+		stack.push("embedded kafka", func(context.Context) error { broker.Close(); return nil })
+		brokers = broker.Addrs()
+	}
+	producer, err := kafkabridge.NewProducer(kafkabridge.ProducerOptions{
+		Brokers: brokers, TransactionalID: "dcbkit-publisher-" + cfg.ReplicaID, Logger: logger,
+	})
 	if err != nil {
-		return fmt.Errorf("http: %w", err)
+		return fmt.Errorf("kafka producer: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           engine,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+	stack.push("kafka producer", func(context.Context) error { producer.Close(); return nil })
+
+	// The bounded contexts.
+	jobs := workqueue.New(pool, workqueue.Options{Logger: logger, ID: cfg.ReplicaID})
+	readModels := httpapi.ReadModels{Wait: cfg.ReadModelWait}
+	carts := &cart.Service{Store: store, Pool: pool, Logger: logger, ReadModels: readModels, Jobs: jobs, Producer: producer}
+	carts.RegisterJobs(jobs, cfg.PublishBudget)
+	secret := []byte(cfg.JWTSecret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		rand.Read(secret)
+		logger.Info("JWT_SECRET is not set: tokens are signed with a random secret and end with this process (development only)")
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	logger.Info("http listening", "addr", ln.Addr().String())
+	users := identity.NewService(identity.Config{
+		Hashing:           identity.HashParams{MemoryKiB: uint32(cfg.HashMemoryKiB), Iterations: uint32(cfg.HashIterations), Parallelism: uint8(cfg.HashParallelism)},
+		Policy:            identity.PasswordPolicy{MinLength: cfg.PasswordMinLength, MaxLength: 128},
+		Tokens:            identity.Tokens{Secret: secret, Lifetime: cfg.TokenLifetime},
+		AdminToken:        cfg.AdminToken,
+		AttemptsPerMinute: cfg.LoginAttemptsPerMinute,
+	}, store, pool, logger, readModels)
+
+	runtime := listeners.New(pool, store, listeners.Options{Holder: cfg.ReplicaID, Logger: logger},
+		append(carts.Listeners(), identity.UsersListener())...)
+	readModels.Checkpoints = runtime
+	carts.ReadModels, users.ReadModels = readModels, readModels
+	if len(cfg.ResetReadModels) > 0 {
+		if err := runtime.Reset(ctx, cfg.ResetReadModels...); err != nil {
+			return fmt.Errorf("--reset-read-model: %w", err)
+		}
+		logger.Info("read models reset; they are replayed from the start", "read_models", cfg.ResetReadModels)
+	}
+	consumer, err := kafkabridge.NewConsumer(pool, kafkabridge.ConsumerOptions{
+		Brokers: brokers, Group: "cart", Logger: logger,
+		Translators: map[string]kafkabridge.Translator{
+			"inventories":   carts.TranslateInventory,
+			"price-changes": carts.TranslatePriceChange,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("kafka consumer: %w", err)
+	}
+
+	// Background work: jobs, listeners, the Kafka consumer.
+	if err := jobs.Start(ctx); err != nil {
+		return fmt.Errorf("work queue: %w", err)
+	}
+	stack.push("work queue", jobs.Stop)
+	stack.goUntilStopped("listeners", logger, runtime.Run)
+	stack.goUntilStopped("kafka consumer", logger, consumer.Run)
+
+	// The two HTTP APIs.
+	public := httpapi.NewEngine(httpapi.Options{Logger: logger, Observe: m.observeHTTP("public"), TrustedProxies: cfg.TrustedProxies})
+	public.GET("/healthcheck", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	carts.Routes(public)
+	users.Routes(public)
+	admin, err := newAdmin(ctx, adminDeps{cfg: cfg, logger: logger, metrics: m, pool: pool, store: store,
+		listeners: runtime, jobs: jobs, consumer: consumer})
+	if err != nil {
+		return err
+	}
+	servers := []struct {
+		name, addr string
+		handler    http.Handler
+	}{
+		{"http", cfg.HTTPAddr, public}, {"admin", cfg.AdminAddr, admin},
+	}
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		if err := serve(&stack, logger, s.name, s.addr, s.handler, errc); err != nil {
+			return err
+		}
+	}
 
 	select {
-	case err := <-served:
-		return fmt.Errorf("http: %w", err)
+	case err = <-errc:
 	case <-ctx.Done():
+		logger.Info("shutting down")
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	return err
+}
+
+// connect opens the pool, waiting up to a minute for PostgreSQL to answer
+// (it may be starting beside the server).
+func connect(ctx context.Context, url string, logger *slog.Logger) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if cfg.MaxConns < 20 {
+		cfg.MaxConns = 20
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = pool.Ping(pingCtx)
+		cancel()
+		if err == nil {
+			return pool, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			pool.Close()
+			return nil, fmt.Errorf("database: no answer from PostgreSQL (%s): %w", cfg.ConnConfig.Host, err)
+		}
+		logger.Warn("waiting for PostgreSQL", "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// serve listens on addr and serves handler until the stack unwinds.
+func serve(stack *shutdownStack, logger *slog.Logger, name, addr string, handler http.Handler, errc chan<- error) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("%s: %w", name, err)
+		}
+	}()
+	stack.push(name+" server", srv.Shutdown)
+	logger.Info(name+" listening", "addr", ln.Addr().String())
+	return nil
+}
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			return slog.New(slog.NewTextHandler(w, opts))
+		}
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// shutdownStack stops what was started, in reverse order.
+type shutdownStack struct {
+	steps []shutdownStep
+}
+
+type shutdownStep struct {
+	name string
+	stop func(context.Context) error
+}
+
+func (s *shutdownStack) push(name string, stop func(context.Context) error) {
+	s.steps = append(s.steps, shutdownStep{name, stop})
+}
+
+// goUntilStopped runs f in a goroutine with its own context, cancelled (and
+// waited for) when the stack unwinds.
+func (s *shutdownStack) goUntilStopped(name string, logger *slog.Logger, f func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := f(ctx); err != nil && ctx.Err() == nil {
+			logger.Error(name+" stopped", "error", err)
+		}
+	}()
+	s.push(name, func(stopCtx context.Context) error {
+		cancel()
+		select {
+		case <-done:
+			return nil
+		case <-stopCtx.Done():
+			return stopCtx.Err()
+		}
+	})
+}
+
+func (s *shutdownStack) unwind(logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http shutdown: %w", err)
+	for i := len(s.steps) - 1; i >= 0; i-- {
+		if err := s.steps[i].stop(ctx); err != nil {
+			logger.Error("stopping "+s.steps[i].name, "error", err)
+		}
 	}
 	logger.Info("stopped")
-	return nil
 }

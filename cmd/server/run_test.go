@@ -27,9 +27,13 @@ type server struct {
 func startServer(t *testing.T, env map[string]string) *server {
 	t.Helper()
 	vars := map[string]string{
-		"DATABASE_URL": eventstoretest.DatabaseURL(t),
-		"HTTP_ADDR":    "127.0.0.1:0",
-		"ADMIN_ADDR":   "127.0.0.1:0",
+		"DATABASE_URL":        eventstoretest.DatabaseURL(t),
+		"HTTP_ADDR":           "127.0.0.1:0",
+		"ADMIN_ADDR":          "127.0.0.1:0",
+		"KAFKA_EMBEDDED_ADDR": "127.0.0.1:0",
+		"KAFKA_DATA_DIR":      t.TempDir(),
+		"HASH_MEMORY_KIB":     "1024",
+		"HASH_ITERATIONS":     "1",
 	}
 	for k, v := range env {
 		vars[k] = v

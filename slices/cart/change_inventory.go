@@ -1,13 +1,18 @@
 package cart
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/dcbkit/dcbkit/eventstore"
 	"github.com/dcbkit/dcbkit/httpapi"
+	"github.com/dcbkit/dcbkit/kafkabridge"
 )
 
 // ChangeInventory records how many of a product are in stock. It arrives on
@@ -59,3 +64,48 @@ func (s *Service) changeInventoryHandler(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, gin.H{"product_id": id, "position": res.Position})
 }
+
+// TranslateInventory is the translator of the Kafka topic "inventories":
+// {"product_uuid": uuid, "inventory": int}. A message that cannot be
+// decoded or validated is rejected (kept with its reason, never retried).
+func (s *Service) TranslateInventory(ctx context.Context, tx pgx.Tx, rec kafkabridge.Record) error {
+	var msg struct {
+		ProductUUID *string `json:"product_uuid"`
+		Inventory   *int64  `json:"inventory"`
+	}
+	if err := httpapi.DecodeJSONBytes(rec.Value, &msg); err != nil {
+		return reject(err)
+	}
+	switch {
+	case msg.ProductUUID == nil:
+		return reject(errors.New("product_uuid: required"))
+	case msg.Inventory == nil:
+		return reject(errors.New("inventory: required"))
+	case *msg.Inventory < 0 || *msg.Inventory > MaxInventory:
+		return reject(errors.New("inventory: must be between 0 and 1000000000"))
+	}
+	id, err := parseID(*msg.ProductUUID)
+	if err != nil {
+		return reject(fmt.Errorf("product_uuid: %w", err))
+	}
+	return s.appendTranslated(ctx, tx, rec, InventoryChanged{ProductID: id, Inventory: int(*msg.Inventory)})
+}
+
+func reject(err error) error { return fmt.Errorf("%w: %v", kafkabridge.ErrReject, err) }
+
+// appendTranslated appends the event of a Kafka message in the consumer's
+// transaction. Its id is derived from the message's coordinates, so even a
+// message consumed twice (the offsets table restored from a backup, say)
+// is stored once.
+func (s *Service) appendTranslated(ctx context.Context, tx pgx.Tx, rec kafkabridge.Record, v any) error {
+	e, err := Events.Encode(v)
+	if err != nil {
+		return reject(err)
+	}
+	e.ID = uuid.NewSHA1(kafkaNamespace, fmt.Appendf(nil, "%s/%d/%d", rec.Topic, rec.Partition, rec.Offset))
+	_, err = s.Store.AppendTx(ctx, tx, []eventstore.Event{e}, nil)
+	return err
+}
+
+// kafkaNamespace is the UUID namespace of events translated from Kafka.
+var kafkaNamespace = uuid.MustParse("6f6a1b8e-0d52-4c8f-9a57-2f5a0c2b9e41")

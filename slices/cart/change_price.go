@@ -1,14 +1,19 @@
 package cart
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
 	"github.com/dcbkit/dcbkit/eventstore"
 	"github.com/dcbkit/dcbkit/httpapi"
+	"github.com/dcbkit/dcbkit/kafkabridge"
 )
 
 // ChangePrice records a product's new price. It arrives on the Kafka topic
@@ -56,4 +61,30 @@ func (s *Service) changePriceHandler(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"product_id": cmd.ProductID, "position": res.Position})
+}
+
+// TranslatePriceChange is the translator of the Kafka topic "price-changes":
+// {"product_uuid": uuid, "old_price": decimal, "new_price": decimal}.
+func (s *Service) TranslatePriceChange(ctx context.Context, tx pgx.Tx, rec kafkabridge.Record) error {
+	var msg struct {
+		ProductUUID *string `json:"product_uuid"`
+		OldPrice    *Money  `json:"old_price"`
+		NewPrice    *Money  `json:"new_price"`
+	}
+	if err := httpapi.DecodeJSONBytes(rec.Value, &msg); err != nil {
+		return reject(err)
+	}
+	switch {
+	case msg.ProductUUID == nil:
+		return reject(errors.New("product_uuid: required"))
+	case msg.OldPrice == nil || msg.NewPrice == nil:
+		return reject(errors.New("old_price and new_price: required"))
+	case msg.OldPrice.IsNegative() || msg.NewPrice.IsNegative():
+		return reject(errors.New("prices must not be negative"))
+	}
+	id, err := parseID(*msg.ProductUUID)
+	if err != nil {
+		return reject(fmt.Errorf("product_uuid: %w", err))
+	}
+	return s.appendTranslated(ctx, tx, rec, PriceChanged{ProductID: id, OldPrice: msg.OldPrice.Decimal, NewPrice: msg.NewPrice.Decimal})
 }

@@ -1,0 +1,124 @@
+package cart
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dcbkit/dcbkit/eventstore"
+	"github.com/dcbkit/dcbkit/listeners"
+	"github.com/dcbkit/dcbkit/workqueue"
+)
+
+// Carts with products: every item of a product in a cart not yet submitted,
+// in the table carts_with_products kept by the listener of that name. Its
+// feed is cart events and price events in one position order, so a price
+// change is handled after exactly the items added before it: for each of
+// those it enqueues ArchiveItem (archive_item.go) in the listener's own
+// transaction, so the jobs exist if and only if the checkpoint moved.
+//
+//	CartItemAdded                   → the row
+//	CartItemRemoved, ItemArchived   → the row is gone
+//	CartCleared, CartSubmitted      → the cart's rows are gone
+//	PriceChanged at P               → ArchiveItem{cart, item, P} for each row of the product
+const CartsWithProductsReadModel = "carts_with_products"
+
+// CartsWithProductsListener is the listener that keeps the read model and
+// triggers archiving.
+func (s *Service) CartsWithProductsListener() listeners.Listener {
+	return listeners.Listener{
+		Name: CartsWithProductsReadModel,
+		Query: eventstore.Query{Items: []eventstore.QueryItem{{
+			Types: Events.TypesOf(CartItemAdded{}, CartItemRemoved{}, ItemArchived{}, CartCleared{}, CartSubmitted{}, PriceChanged{}),
+		}}},
+		Handle: s.applyCartsWithProducts,
+		Reset: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "TRUNCATE carts_with_products")
+			return err
+		},
+	}
+}
+
+func (s *Service) applyCartsWithProducts(ctx context.Context, tx pgx.Tx, events []eventstore.StoredEvent) error {
+	for _, e := range events {
+		v, err := Events.Decode(e)
+		if err != nil {
+			return fmt.Errorf("carts_with_products: event at %d: %w", e.Position, err)
+		}
+		switch v := v.(type) {
+		case CartItemAdded:
+			_, err = tx.Exec(ctx, `INSERT INTO carts_with_products (cart_id, item_id, product_id, position) VALUES ($1, $2, $3, $4)
+				ON CONFLICT DO NOTHING`, v.CartID, v.ItemID, v.ProductID, e.Position)
+		case CartItemRemoved:
+			_, err = tx.Exec(ctx, `DELETE FROM carts_with_products WHERE cart_id = $1 AND item_id = $2 AND position < $3`, v.CartID, v.ItemID, e.Position)
+		case ItemArchived:
+			_, err = tx.Exec(ctx, `DELETE FROM carts_with_products WHERE cart_id = $1 AND item_id = $2 AND position < $3`, v.CartID, v.ItemID, e.Position)
+		case CartCleared:
+			_, err = tx.Exec(ctx, `DELETE FROM carts_with_products WHERE cart_id = $1 AND position < $2`, v.CartID, e.Position)
+		case CartSubmitted:
+			_, err = tx.Exec(ctx, `DELETE FROM carts_with_products WHERE cart_id = $1 AND position < $2`, v.CartID, e.Position)
+		case PriceChanged:
+			err = s.archiveProduct(ctx, tx, v.ProductID, e.Position)
+		}
+		if err != nil {
+			return fmt.Errorf("carts_with_products: event at %d: %w", e.Position, err)
+		}
+	}
+	return nil
+}
+
+// archiveProduct enqueues the archiving of every item of the product that
+// is in a cart at this point of the feed.
+func (s *Service) archiveProduct(ctx context.Context, tx pgx.Tx, product uuid.UUID, at int64) error {
+	rows, err := tx.Query(ctx, `SELECT cart_id, item_id FROM carts_with_products WHERE product_id = $1 AND position < $2`, product, at)
+	if err != nil {
+		return err
+	}
+	jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ArchiveItem, error) {
+		a := ArchiveItem{PriceChangedPosition: at}
+		return a, row.Scan(&a.CartID, &a.ItemID)
+	})
+	if err != nil {
+		return err
+	}
+	for _, job := range jobs {
+		if _, err := s.Jobs.EnqueueTx(ctx, tx, job, workqueue.EnqueueOptions{UniqueKey: job.uniqueKey()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CartWithProduct is one row of the answer.
+type CartWithProduct struct {
+	CartID    uuid.UUID `json:"cart_id"`
+	ItemID    uuid.UUID `json:"item_id"`
+	ProductID uuid.UUID `json:"product_id"`
+}
+
+// GET /cartswithproducts/{product_id}
+func (s *Service) cartsWithProductsHandler(c *gin.Context) {
+	id, ok := pathID(c, "product_id", nil)
+	if !ok || !s.ReadModels.Await(c, CartsWithProductsReadModel) {
+		return
+	}
+	rows, err := s.Pool.Query(c.Request.Context(), `SELECT cart_id, item_id, product_id FROM carts_with_products
+		WHERE product_id = $1 ORDER BY cart_id, item_id`, id)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[CartWithProduct])
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if list == nil {
+		list = []CartWithProduct{}
+	}
+	c.JSON(http.StatusOK, list)
+}

@@ -1,0 +1,15 @@
+// Package identity lets a person register and log in: POST an email and a
+// password, get 401 or a signed token. A second bounded context beside the
+// cart, sharing the event store and nothing else.
+//
+// It shows the canonical DCB example: a unique email without a uniqueness
+// table. Registration decides over the events tagged with the email's hash
+// and appends with that query as its condition, so of two concurrent
+// registrations of one address exactly one succeeds.
+//
+// Slices: register.go, login.go, change_password.go, deactivate_user.go,
+// activate_user.go, and the stored read model users.go (GET /users/me).
+// Passwords are Argon2id PHC strings (password.go); tokens are HS256 JWTs
+// (token.go). No plaintext password, hash or token is ever logged. The spec is
+// shared/docs/identity.md.
+package identity

@@ -1,0 +1,111 @@
+package identity
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/dcbkit/dcbkit/eventstore"
+)
+
+// The identity events. The email itself is in the data, never in a tag: the
+// tag is the hex SHA-256 of the normalised address (EmailHash), kept out of
+// the data and filled from the tag when reading.
+
+type UserRegistered struct {
+	UserID       uuid.UUID `json:"user_id" tag:"user_id"`
+	EmailHash    string    `json:"-" tag:"email_hash"`
+	Email        string    `json:"email"`
+	PasswordHash string    `json:"password_hash"`
+	RegisteredAt time.Time `json:"registered_at"`
+}
+
+type UserLoggedIn struct {
+	UserID uuid.UUID `json:"user_id" tag:"user_id"`
+	At     time.Time `json:"at"`
+}
+
+type UserLoginFailed struct {
+	UserID    uuid.UUID `json:"user_id" tag:"user_id"`
+	EmailHash string    `json:"-" tag:"email_hash"`
+	At        time.Time `json:"at"`
+	Reason    string    `json:"reason"`
+}
+
+type UserDeactivated struct {
+	UserID uuid.UUID `json:"user_id" tag:"user_id"`
+	At     time.Time `json:"at"`
+	By     string    `json:"by"`
+}
+
+type UserActivated struct {
+	UserID uuid.UUID `json:"user_id" tag:"user_id"`
+	At     time.Time `json:"at"`
+	By     string    `json:"by"`
+}
+
+type UserPasswordChanged struct {
+	UserID       uuid.UUID `json:"user_id" tag:"user_id"`
+	PasswordHash string    `json:"password_hash"`
+	At           time.Time `json:"at"`
+}
+
+// Events is the registry of the identity bounded context.
+var Events = eventstore.NewRegistry(
+	eventstore.Type[UserRegistered]("UserRegistered"),
+	eventstore.Type[UserLoggedIn]("UserLoggedIn"),
+	eventstore.Type[UserLoginFailed]("UserLoginFailed"),
+	eventstore.Type[UserDeactivated]("UserDeactivated"),
+	eventstore.Type[UserActivated]("UserActivated"),
+	eventstore.Type[UserPasswordChanged]("UserPasswordChanged"),
+)
+
+// NormalizeEmail trims and lower-cases an address: the form stored and hashed.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+// EmailHash is the tag value of an address: hex SHA-256 of its normal form.
+func EmailHash(email string) string {
+	sum := sha256.Sum256([]byte(NormalizeEmail(email)))
+	return hex.EncodeToString(sum[:])
+}
+
+func emailTag(hash string) string { return eventstore.Tag("email_hash", hash) }
+func userTag(id uuid.UUID) string { return eventstore.Tag("user_id", id) }
+
+// userQuery is every event of one user.
+func userQuery(id uuid.UUID) eventstore.QueryItem {
+	return eventstore.QueryItem{Tags: []string{userTag(id)}}
+}
+
+// emailQuery is every event about one address: its registration and the
+// failed logins with it.
+func emailQuery(hash string) eventstore.QueryItem {
+	return eventstore.QueryItem{Tags: []string{emailTag(hash)}}
+}
+
+// user is one user folded from their events.
+type user struct {
+	id           uuid.UUID
+	registered   bool
+	email        string
+	passwordHash string
+	active       bool
+	registeredAt time.Time
+}
+
+func evolveUser(u user, e any) user {
+	switch e := e.(type) {
+	case UserRegistered:
+		u = user{id: e.UserID, registered: true, email: e.Email, passwordHash: e.PasswordHash, active: true, registeredAt: e.RegisteredAt}
+	case UserPasswordChanged:
+		u.passwordHash = e.PasswordHash
+	case UserDeactivated:
+		u.active = false
+	case UserActivated:
+		u.active = true
+	}
+	return u
+}
