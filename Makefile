@@ -25,6 +25,8 @@ test:
 	$(MAKE) --no-print-directory fmt-check
 	go vet ./...
 	$(LOAD_ENV) go test -race -count=1 -timeout 30m ./...
+	tests/kcat_embedded_test.sh
+	$(LOAD_ENV) tests/kcat_server_test.sh
 
 # fmt-check fails when gofmt would change any tracked Go file.
 fmt-check:

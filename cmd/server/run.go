@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -97,15 +98,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		AttemptsPerMinute: cfg.LoginAttemptsPerMinute,
 	}, store, pool, logger, readModels)
 
-	runtime := listeners.New(pool, store, listeners.Options{Holder: cfg.ReplicaID, Logger: logger},
-		append(carts.Listeners(), identity.UsersListener())...)
+	all := append(carts.Listeners(), identity.UsersListener())
+	runtime := listeners.New(pool, store, listeners.Options{Holder: cfg.ReplicaID, Logger: logger}, all...)
 	readModels.Checkpoints = runtime
 	carts.ReadModels, users.ReadModels = readModels, readModels
 	if len(cfg.ResetReadModels) > 0 {
-		if err := runtime.Reset(ctx, cfg.ResetReadModels...); err != nil {
+		names := resetNames(cfg.ResetReadModels, all)
+		if err := runtime.Reset(ctx, names...); err != nil {
 			return fmt.Errorf("--reset-read-model: %w", err)
 		}
-		logger.Info("read models reset; they are replayed from the start", "read_models", cfg.ResetReadModels)
+		logger.Info("read models reset; they are replayed from the start", "read_models", names)
 	}
 	consumer, err := kafkabridge.NewConsumer(pool, kafkabridge.ConsumerOptions{
 		Brokers: brokers, Group: "cart", Logger: logger,
@@ -155,6 +157,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		logger.Info("shutting down")
 	}
 	return err
+}
+
+// resetNames expands "all" to every stored read model: the listeners with
+// tables to empty. Automations without a read model are not replayed.
+func resetNames(asked []string, all []listeners.Listener) []string {
+	if !slices.Contains(asked, "all") {
+		return asked
+	}
+	var names []string
+	for _, l := range all {
+		if l.Reset != nil {
+			names = append(names, l.Name)
+		}
+	}
+	return names
 }
 
 // connect opens the pool, waiting up to a minute for PostgreSQL to answer

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,14 +18,15 @@ import (
 
 // server is a whole server started in-process by run.
 type server struct {
-	httpURL string
-	done    chan error
-	stop    context.CancelFunc
+	httpURL, adminURL string
+	done              chan error
+	stop              context.CancelFunc
+	logs              *logBuffer
 }
 
 // startServer runs the server on fresh ports and a fresh database, with env
 // on top of the test defaults, and waits until it listens.
-func startServer(t *testing.T, env map[string]string) *server {
+func startServer(t *testing.T, env map[string]string, args ...string) *server {
 	t.Helper()
 	vars := map[string]string{
 		"DATABASE_URL":        eventstoretest.DatabaseURL(t),
@@ -40,35 +42,42 @@ func startServer(t *testing.T, env map[string]string) *server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	s := &server{done: make(chan error, 1), stop: cancel}
+	s := &server{done: make(chan error, 1), stop: cancel, logs: &logBuffer{}}
 	go func() {
-		err := run(ctx, nil, func(k string) string { return vars[k] }, pw)
+		err := run(ctx, args, func(k string) string { return vars[k] }, pw)
 		pw.Close()
 		s.done <- err
 	}()
-	listening := make(chan string, 1)
+	listening := make(chan struct{ msg, addr string }, 2)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
+			s.logs.add(sc.Text())
 			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "http listening" {
-				listening <- line.Addr
+			if json.Unmarshal(sc.Bytes(), &line) == nil && strings.HasSuffix(line.Msg, " listening") {
+				listening <- struct{ msg, addr string }{line.Msg, line.Addr}
 			}
 		}
 	}()
-	select {
-	case addr := <-listening:
-		s.httpURL = "http://" + addr
-	case err := <-s.done:
-		t.Fatalf("server stopped before listening: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not start listening within 30s")
+	for s.httpURL == "" || s.adminURL == "" {
+		select {
+		case l := <-listening:
+			if l.msg == "http listening" {
+				s.httpURL = "http://" + l.addr
+			} else {
+				s.adminURL = "http://" + l.addr
+			}
+		case err := <-s.done:
+			t.Fatalf("server stopped before listening: %v\n%s", err, s.logs)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("server did not start listening within 60s\n%s", s.logs)
+		}
 	}
 	t.Cleanup(func() {
 		cancel()
 		select {
 		case err := <-s.done:
-			require.NoError(t, err)
+			require.NoError(t, err, "run must return cleanly on shutdown")
 		case <-time.After(30 * time.Second):
 			t.Error("server did not stop within 30s")
 		}
@@ -114,4 +123,22 @@ func TestConfig(t *testing.T) {
 	_, err = loadConfig(nil, env(map[string]string{"ENVIRONMENT": "staging"}))
 	require.ErrorContains(t, err, `ENVIRONMENT: want development or production, got "staging"`)
 	require.False(t, strings.Contains(err.Error(), "JWT_SECRET"))
+}
+
+// logBuffer keeps a server's log lines.
+type logBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *logBuffer) add(line string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, line)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines, "\n")
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dcbkit/dcbkit/eventstore"
@@ -62,5 +63,8 @@ func (s *Service) inventoryHandler(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"product_id": id, "inventory": inventory})
+	c.JSON(http.StatusOK, struct {
+		ProductID uuid.UUID `json:"product_id"`
+		Inventory int       `json:"inventory"`
+	}{id, inventory})
 }

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
+)
+
+// call does a request and returns status and body.
+func call(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	require.NoError(t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestOperatorAPI: health, readiness, metrics, listener status and River's
+// UI answer on the operator port.
+func TestOperatorAPI(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	status, body := call(t, "GET", s.httpURL+"/healthcheck", "", "")
+	require.Equal(t, 200, status, body)
+	status, body = call(t, "GET", s.adminURL+"/healthz", "", "")
+	require.Equal(t, 200, status, body)
+
+	eventually(t, "readiness with Kafka connected", func() bool {
+		status, body = call(t, "GET", s.adminURL+"/readyz", "", "")
+		return status == 200 && strings.Contains(body, `"kafka":"ok"`)
+	})
+	require.JSONEq(t, `{"status":"ready","checks":{"postgres":"ok","migrations":"ok","kafka":"ok"}}`, body)
+
+	status, body = call(t, "GET", s.adminURL+"/listeners", "", "")
+	require.Equal(t, 200, status, body)
+	var listeners []struct {
+		Name       string `json:"name"`
+		Checkpoint int64  `json:"checkpoint"`
+		Lag        int64  `json:"lag"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &listeners))
+	var names []string
+	for _, l := range listeners {
+		names = append(names, l.Name)
+	}
+	require.ElementsMatch(t, []string{"cart_items", "inventories", "carts_with_products", "publish_carts", "users"}, names)
+
+	// Some traffic, then the metrics show it.
+	status, body = call(t, "POST", s.adminURL+"/dcb/append", "", `{"events":[{"type":"Probe","tags":["probe:1"],"data":"x"}]}`)
+	require.Equal(t, 200, status, body)
+	status, body = call(t, "GET", s.adminURL+"/metrics", "", "")
+	require.Equal(t, 200, status)
+	for _, want := range []string{
+		`dcbkit_http_requests_total{api="public",method="GET",route="/healthcheck",status="200"} 1`,
+		`dcbkit_appends_total{outcome="ok"}`, "dcbkit_append_duration_seconds_bucket",
+		`dcbkit_listener_lag{listener="cart_items"}`, `dcbkit_jobs{kind=`, "dcbkit_kafka_connected 1",
+		`dcbkit_kafka_consumer_lag{partition="0",topic="inventories"}`, "go_goroutines",
+	} {
+		require.Contains(t, body, want)
+	}
+
+	status, body = call(t, "GET", s.adminURL+"/riverui/", "", "")
+	require.Equal(t, 200, status)
+	require.Contains(t, body, "<html")
+}
+
+// TestDCBAPIThroughServer: the DCB HTTP API on the operator port, with a
+// failed condition as a normal answer and malformed input refused with
+// nothing written.
+func TestDCBAPIThroughServer(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	status, body := call(t, "POST", s.adminURL+"/dcb/append", "",
+		`{"events":[{"type":"CourseDefined","tags":["course:c1"],"data":"{\"capacity\":2}"}]}`)
+	require.Equal(t, 200, status, body)
+	var res struct {
+		Failed   bool  `json:"appendConditionFailed"`
+		Position int64 `json:"position"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &res))
+	require.False(t, res.Failed)
+
+	q := `{"items":[{"types":["CourseDefined"],"tags":["course:c1"]}]}`
+	status, body = call(t, "GET", s.adminURL+"/dcb/read?query="+url.QueryEscape(q), "", "")
+	require.Equal(t, 200, status, body)
+	require.Contains(t, body, `"data":"{\"capacity\":2}"`)
+	require.Contains(t, body, `"position":`)
+
+	status, body = call(t, "POST", s.adminURL+"/dcb/append", "",
+		`{"events":[{"type":"CourseDefined","tags":["course:c1"],"data":""}],"condition":{"failIfEventsMatch":`+q+`,"after":0}}`)
+	require.Equal(t, 200, status, body)
+	require.Contains(t, body, `"appendConditionFailed":true`)
+
+	head := func() string {
+		_, body := call(t, "GET", s.adminURL+"/dcb/read?query="+url.QueryEscape(`{"items":[]}`)+"&options="+url.QueryEscape(`{"backwards":true,"limit":1}`), "", "")
+		return body
+	}
+	before := head()
+	for _, bad := range []string{`{"events":[{"type":"","data":""}]}`, `{"events":[{"type":"A","data":""}],"bogus":1}`, `{"events":`} {
+		status, body = call(t, "POST", s.adminURL+"/dcb/append", "", bad)
+		require.Equal(t, 400, status, body)
+		require.Contains(t, body, `"code":"invalid_request"`)
+	}
+	status, body = call(t, "GET", s.adminURL+"/dcb/read?query="+url.QueryEscape(`{"items":[{"types":[""]}]}`), "", "")
+	require.Equal(t, 400, status, body)
+	require.Contains(t, body, `"code":"invalid_request"`)
+	require.Equal(t, before, head(), "nothing was written")
+}
+
+// TestOperatorToken: with ADMIN_TOKEN set, the operator API refuses requests
+// without it or with another one; the public API does not need it.
+func TestOperatorToken(t *testing.T) {
+	t.Parallel()
+	const token = "s3cret-operator-token-of-sufficient-length"
+	s := startServer(t, map[string]string{"ADMIN_TOKEN": token})
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/listeners", "/riverui/", "/dcb/read?query=%7B%22items%22%3A%5B%5D%7D"} {
+		status, body := call(t, "GET", s.adminURL+path, "", "")
+		require.Equal(t, http.StatusUnauthorized, status, path)
+		require.Contains(t, body, `"code":"unauthorized"`, path)
+		status, _ = call(t, "GET", s.adminURL+path, "wrong-token", "")
+		require.Equal(t, http.StatusUnauthorized, status, path)
+		status, _ = call(t, "GET", s.adminURL+path, token, "")
+		require.NotEqual(t, http.StatusUnauthorized, status, path)
+	}
+	status, _ := call(t, "POST", s.adminURL+"/dcb/append", "", `{"events":[{"type":"A","data":""}]}`)
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, _ = call(t, "GET", s.httpURL+"/healthcheck", "", "")
+	require.Equal(t, http.StatusOK, status)
+	require.NotContains(t, s.logs.String(), token, "the token never reaches the log")
+}
+
+// TestResetReadModelFlag: an unknown read model is refused with the list of
+// known ones; a known one and "all" work on a brand-new database.
+func TestResetReadModelFlag(t *testing.T) {
+	t.Parallel()
+	startServer(t, nil, "--reset-read-model", "cart_items", "--reset-read-model", "users")
+	startServer(t, nil, "--reset-read-model", "all")
+}
+
+func TestResetReadModelRefusesUnknownName(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"DATABASE_URL": eventstoretest.DatabaseURL(t), "HTTP_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "127.0.0.1:0",
+		"KAFKA_EMBEDDED_ADDR": "127.0.0.1:0", "KAFKA_DATA_DIR": t.TempDir(),
+	}
+	err := run(context.Background(), []string{"--reset-read-model", "nope"}, func(k string) string { return env[k] }, io.Discard)
+	require.ErrorContains(t, err, `--reset-read-model`)
+	require.ErrorContains(t, err, "nope")
+	require.ErrorContains(t, err, "cart_items")
+}
