@@ -58,12 +58,9 @@ func Up(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("migrations: river: %w", err)
 	}
-	res, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	if err != nil {
+	// River logs each migration it applies.
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return fmt.Errorf("migrations: river: %w", err)
-	}
-	for _, v := range res.Versions {
-		logger.InfoContext(ctx, "river migration applied", "version", v.Version, "duration", v.Duration)
 	}
 	return nil
 }
