@@ -32,7 +32,7 @@ type appendResult struct {
 	Position        int64    `json:"position"`
 }
 
-func dcbServer(t *testing.T) (http.Handler, *eventstore.Store) {
+func dcbServer(t testing.TB) (http.Handler, *eventstore.Store) {
 	store := eventstoretest.NewStore(t, eventstore.Options{Limits: eventstore.Limits{MaxEventsPerAppend: 10, MaxTagsPerEvent: 4}})
 	e := httpapi.NewEngine(httpapi.Options{})
 	httpapi.RegisterDCB(e, store, nil)

@@ -169,3 +169,5 @@ func TestClientAddressIsNotSpoofable(t *testing.T) {
 	e.ServeHTTP(rec, req)
 	require.Equal(t, "192.0.2.7", rec.Body.String())
 }
+
+func httpapiDecode(s string, v any) error { return httpapi.DecodeJSONBytes([]byte(s), v) }
