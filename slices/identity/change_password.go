@@ -53,7 +53,7 @@ func (s *Service) changePasswordHandler(c *gin.Context) {
 		Current *string `json:"current_password"`
 		New     *string `json:"new_password"`
 	}
-	if !httpapi.Decode(c, &req) {
+	if !decode(c, &req) {
 		return
 	}
 	if req.Current == nil || req.New == nil {
@@ -69,14 +69,8 @@ func (s *Service) changePasswordHandler(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	current := *req.Current
-	cmd := ChangePassword{UserID: id, NewHash: newHash, At: s.now(), Verify: func(phc string) bool {
-		if phc == "" {
-			phc = s.dummy
-		}
-		ok, _ := s.Hashing.Verify(phc, current)
-		return ok
-	}}
+	check := s.passwordCheck(*req.Current)
+	cmd := ChangePassword{UserID: id, NewHash: newHash, At: s.now(), Verify: check.verify}
 	_, err = decide.Run(c.Request.Context(), s.Store, changePassword, cmd)
 	switch {
 	case errors.Is(err, ErrInvalidCredentials):

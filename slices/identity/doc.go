@@ -7,6 +7,12 @@
 // and appends with that query as its condition, so of two concurrent
 // registrations of one address exactly one succeeds.
 //
+// Logins are limited per email (the lock-out, decided from the
+// UserLoginFailed events) and per client address (a count in PostgreSQL);
+// both hold across replicas. Each login attempt commits once, whatever its
+// outcome, so that the failures that record an event and the one that does
+// not (an unknown email) take the same time.
+//
 // Slices: register.go, login.go, change_password.go, deactivate_user.go,
 // activate_user.go, and the stored read model users.go (GET /users/me).
 // Passwords are Argon2id PHC strings (password.go); tokens are HS256 JWTs

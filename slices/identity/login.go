@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/dcbkit/dcbkit/decide"
 	"github.com/dcbkit/dcbkit/eventstore"
@@ -18,13 +20,19 @@ import (
 
 // Login checks a password and records the attempt. Unknown email, wrong
 // password and deactivated user are the same failure to the caller, in about
-// the same time: every path but the lock-out verifies one password hash.
+// the same time: every path but the lock-out verifies one password hash, with
+// the current parameters when there is no user (a dummy hash).
 //
-//	given 5 UserLoginFailed for the email in the last 15 minutes  → *TooManyAttemptsError, nothing recorded
-//	given no UserRegistered for the email                         → ErrInvalidCredentials (a dummy hash verified)
+//	given 5 UserLoginFailed for the email in the last 15 minutes  → *TooManyAttemptsError, nothing recorded, nothing verified
+//	given no UserRegistered for the email (or not the handler's)  → ErrInvalidCredentials, a dummy hash verified
 //	given UserDeactivated                                         → UserLoginFailed{reason: deactivated}
 //	given a wrong password                                        → UserLoginFailed{reason: wrong_password}
 //	given the right password                                      → UserLoggedIn
+//
+// "Not the handler's": a user registered between the handler's look-up and
+// the decision counts as unknown, since the decision's state lacks the
+// events tagged only with that user (a deactivation); the next attempt
+// finds them.
 type Login struct {
 	EmailHash string
 	// UserID is the user registered with the email, found by the handler
@@ -42,6 +50,8 @@ const (
 	FailureWindow = 15 * time.Minute
 )
 
+// ErrInvalidCredentials is every failed check of a password, whatever the
+// reason: the caller must not learn which.
 var ErrInvalidCredentials = errors.New("invalid credentials")
 
 // TooManyAttemptsError says when to try again.
@@ -90,9 +100,14 @@ func decideLogin(s loginState, c Login) ([]any, error) {
 		until := recent[len(recent)-MaxFailures].Add(FailureWindow)
 		return nil, &TooManyAttemptsError{RetryAfter: until.Sub(c.At)}
 	}
-	ok := c.Verify(s.user.passwordHash)
+	known := s.user.registered && s.user.id == c.UserID
+	hash := ""
+	if known {
+		hash = s.user.passwordHash
+	}
+	ok := c.Verify(hash) // on every path, so that they all take as long
 	switch {
-	case !s.user.registered:
+	case !known:
 		return nil, ErrInvalidCredentials
 	case !s.user.active:
 		return []any{UserLoginFailed{UserID: s.user.id, EmailHash: c.EmailHash, At: c.At, Reason: "deactivated"}}, nil
@@ -107,9 +122,18 @@ var login = decide.Decider[loginState, Login]{
 }
 
 // POST /login
+//
+// Each attempt is one transaction that counts it for its client address
+// and records its outcome (UserLoggedIn, UserLoginFailed, or nothing for an
+// unknown email or a lock-out), committed once whatever the outcome. So an
+// unknown email costs the same commit, the slow part of a write, as a wrong
+// password or a deactivated user, and the three failures take the same
+// time; with a separate commit for the recorded failure, the known emails
+// answered measurably later. The password is verified before that
+// transaction, so that no connection or lock is held during the hash.
 func (s *Service) loginHandler(c *gin.Context) {
 	var req credentials
-	if !httpapi.Decode(c, &req) {
+	if !decode(c, &req) {
 		return
 	}
 	if req.Email == nil || req.Password == nil {
@@ -117,7 +141,9 @@ func (s *Service) loginHandler(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	if wait, err := s.throttle(ctx, c.ClientIP()); err != nil {
+	client := throttleKey(c.ClientIP())
+	// A client already over its limit spends no hash.
+	if wait, err := s.throttle(ctx, s.Pool, client, false); err != nil {
 		s.fail(c, err)
 		return
 	} else if wait > 0 {
@@ -130,39 +156,53 @@ func (s *Service) loginHandler(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	var staleHash string
-	password := *req.Password
-	cmd := Login{EmailHash: hash, UserID: userID, At: s.now(), Verify: func(phc string) bool {
-		if phc == "" {
-			phc = s.dummy
-		}
-		ok, stale := s.Hashing.Verify(phc, password)
-		if ok && stale {
-			staleHash = phc
-		}
-		return ok
-	}}
-	res, err := decide.Run(ctx, s.Store, login, cmd)
-	var tooMany *TooManyAttemptsError
-	switch {
-	case errors.As(err, &tooMany):
-		s.tooMany(c, tooMany.RetryAfter)
-		return
-	case errors.Is(err, ErrInvalidCredentials):
-		s.invalidCredentials(c)
-		return
-	case err != nil:
+	check := s.passwordCheck(*req.Password)
+	cmd := Login{EmailHash: hash, UserID: userID, At: s.now(), Verify: check.verify}
+	if err := s.verifyAhead(ctx, cmd); err != nil {
 		s.fail(c, err)
 		return
 	}
-	if _, ok := res.Events[0].(UserLoggedIn); !ok {
+	var (
+		res     decide.Result
+		wait    time.Duration
+		refused error // the decision's business error
+	)
+	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if wait, err = s.throttle(ctx, tx, client, true); err != nil || wait > 0 {
+			return err // a refused attempt counts too
+		}
+		res, err = decide.RunTx(ctx, tx, s.Store, login, cmd)
+		var tooMany *TooManyAttemptsError
+		if errors.Is(err, ErrInvalidCredentials) || errors.As(err, &tooMany) {
+			refused, err = err, nil // the count commits
+		}
+		return err
+	})
+	var tooMany *TooManyAttemptsError
+	switch {
+	case err != nil:
+		s.fail(c, err)
+		return
+	case wait > 0:
+		s.tooMany(c, wait)
+		return
+	case errors.As(refused, &tooMany):
+		s.tooMany(c, tooMany.RetryAfter)
+		return
+	case refused != nil:
 		s.invalidCredentials(c)
 		return
 	}
-	if staleHash != "" {
-		s.rehash(ctx, userID, staleHash, password)
+	loggedIn, ok := res.Events[0].(UserLoggedIn)
+	if !ok {
+		s.invalidCredentials(c)
+		return
 	}
-	token, expires, err := s.Tokens.Issue(userID, cmd.At)
+	if check.stale {
+		s.rehash(ctx, loggedIn.UserID, check.phc, *req.Password)
+	}
+	token, expires, err := s.Tokens.Issue(loggedIn.UserID, cmd.At)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -170,13 +210,33 @@ func (s *Service) loginHandler(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"token": token, "token_type": "Bearer", "expires_at": expires, "position": res.Position})
 }
 
+// verifyAhead runs the login decision once on the state as it is now,
+// appending nothing, for its effect on cmd.Verify: the hash is computed
+// (or skipped, when the email is locked out) and remembered, and the
+// decision in the transaction finds the answer without hashing again,
+// unless the password hash changed in between.
+func (s *Service) verifyAhead(ctx context.Context, cmd Login) error {
+	stored, err := s.Store.Read(ctx, loginQuery(cmd), eventstore.ReadOptions{})
+	if err != nil {
+		return err
+	}
+	state, _, err := decide.Fold(login, stored)
+	if err != nil {
+		return err
+	}
+	_, _ = login.Decide(state, cmd)
+	return nil
+}
+
 // invalidCredentials is the one answer to every failed login.
 func (s *Service) invalidCredentials(c *gin.Context) {
 	httpapi.Error(c, http.StatusUnauthorized, "invalid_credentials", "invalid email or password")
 }
 
+// tooMany answers 429 with Retry-After: the wait in whole seconds, rounded
+// up, at least 1.
 func (s *Service) tooMany(c *gin.Context, wait time.Duration) {
-	c.Header("Retry-After", strconv.Itoa(int(wait.Round(time.Second).Seconds())+1))
+	c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
 	httpapi.Error(c, http.StatusTooManyRequests, "too_many_attempts", "too many login attempts; try again later")
 }
 

@@ -47,36 +47,45 @@ func (p HashParams) Hash(password string) (string, error) {
 }
 
 // Verify reports whether password matches the PHC string, in constant time,
-// and whether the hash was made with other parameters than p (stale). A
-// malformed hash never matches.
+// and whether the hash was made with other parameters, salt or key length
+// than p makes (stale). A malformed hash never matches.
 func (p HashParams) Verify(phc, password string) (ok, stale bool) {
 	params, salt, key, err := parsePHC(phc)
 	if err != nil {
 		return false, false
 	}
 	got := argon2.IDKey([]byte(password), salt, params.Iterations, params.MemoryKiB, params.Parallelism, uint32(len(key)))
-	return subtle.ConstantTimeCompare(got, key) == 1, params != p
+	stale = params != p || len(salt) != saltBytes || len(key) != keyBytes
+	return subtle.ConstantTimeCompare(got, key) == 1, stale
 }
 
+// parsePHC parses $argon2id$v=19$m=…,t=…,p=…$<salt>$<key>, in exactly that
+// spelling, with parameters argon2 accepts (it panics on zero iterations or
+// parallelism, or on less than 8 KiB of memory per lane).
 func parsePHC(phc string) (HashParams, []byte, []byte, error) {
 	parts := strings.Split(phc, "$")
 	var p HashParams
 	var version int
-	if len(parts) != 6 || parts[1] != "argon2id" {
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
 		return p, nil, nil, errors.New("not an argon2id PHC string")
 	}
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version ||
+		parts[2] != fmt.Sprintf("v=%d", version) {
 		return p, nil, nil, errors.New("unsupported argon2 version")
 	}
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &p.Parallelism); err != nil {
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &p.Parallelism); err != nil ||
+		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", p.MemoryKiB, p.Iterations, p.Parallelism) ||
+		p.Iterations < 1 || p.Parallelism < 1 || p.MemoryKiB < 8*uint32(p.Parallelism) {
 		return p, nil, nil, errors.New("malformed argon2 parameters")
 	}
-	salt, err := base64.RawStdEncoding.DecodeString(parts[4])
-	if err != nil {
-		return p, nil, nil, err
+	// Decoding skips line breaks; re-encoding holds the one spelling.
+	b64 := base64.RawStdEncoding.Strict()
+	salt, err := b64.DecodeString(parts[4])
+	if err != nil || b64.EncodeToString(salt) != parts[4] {
+		return p, nil, nil, errors.New("malformed argon2 salt")
 	}
-	key, err := base64.RawStdEncoding.DecodeString(parts[5])
-	if err != nil || len(key) == 0 {
+	key, err := b64.DecodeString(parts[5])
+	if err != nil || len(key) == 0 || b64.EncodeToString(key) != parts[5] {
 		return p, nil, nil, errors.New("malformed argon2 key")
 	}
 	return p, salt, key, nil
@@ -103,9 +112,18 @@ type PasswordPolicy struct {
 var ErrWeakPassword = errors.New("weak password")
 
 // Check returns an error wrapping ErrWeakPassword that says why, or nil.
+// It never repeats the password. A password that is not valid UTF-8, or
+// holds U+FFFD (what a JSON decoder makes of undecodable text), is refused:
+// it would not be the password the person typed.
 func (p PasswordPolicy) Check(password string) error {
-	if !utf8.ValidString(password) {
-		return fmt.Errorf("%w: not valid UTF-8", ErrWeakPassword)
+	if !utf8.ValidString(password) || strings.ContainsRune(password, utf8.RuneError) {
+		return fmt.Errorf("%w: not valid UTF-8 text", ErrWeakPassword)
+	}
+	// Normalising a huge input costs tens of milliseconds; no NFKC code point
+	// stands for more than 4 input code points (the longest canonical
+	// decomposition, e.g. U+1F82), so a longer input is too long anyway.
+	if utf8.RuneCountInString(password) > 4*p.MaxLength {
+		return fmt.Errorf("%w: at most %d characters", ErrWeakPassword, p.MaxLength)
 	}
 	normal := norm.NFKC.String(password)
 	n := utf8.RuneCountInString(normal)

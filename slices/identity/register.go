@@ -6,6 +6,8 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -55,10 +57,17 @@ var register = decide.Decider[bool, Register]{
 }
 
 // ValidEmail reports whether email (normalised) is a plain address of at
-// most 254 characters.
+// most 254 bytes, with a local part of at most 64, a dot in the domain, and
+// only printable characters (no U+FFFD, which stands for undecodable text,
+// nor invisible format characters such as U+202E, which reverses text).
 func ValidEmail(email string) bool {
-	if len(email) > 254 || strings.ContainsAny(email, " \t\r\n") {
+	if len(email) > 254 || !utf8.ValidString(email) || strings.ContainsAny(email, " \t\r\n") {
 		return false
+	}
+	for _, r := range email {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return false
+		}
 	}
 	addr, err := mail.ParseAddress(email)
 	if err != nil || addr.Address != email || addr.Name != "" {
@@ -76,7 +85,7 @@ type credentials struct {
 // POST /users
 func (s *Service) registerHandler(c *gin.Context) {
 	var req credentials
-	if !httpapi.Decode(c, &req) {
+	if !decode(c, &req) {
 		return
 	}
 	if req.Email == nil || req.Password == nil {

@@ -1,17 +1,23 @@
 package identity
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dcbkit/dcbkit/decide"
@@ -26,9 +32,12 @@ type Config struct {
 	Tokens  Tokens
 	// AdminToken is the operator's bearer token; empty disables operator actions.
 	AdminToken string
-	// AttemptsPerMinute limits login attempts per client address (default 30).
+	// AttemptsPerMinute limits login attempts per client address (default
+	// 30): an IPv4 address, or the /64 network of an IPv6 address.
 	AttemptsPerMinute int
-	// Now is the clock (default time.Now).
+	// Now is the clock of events and tokens (default time.Now). The
+	// per-client throttle uses PostgreSQL's clock, the one every replica
+	// shares.
 	Now func() time.Time
 }
 
@@ -43,8 +52,19 @@ type Service struct {
 }
 
 // NewService returns the identity service. It computes the dummy hash that
-// unknown users are verified against, so it costs one hash.
+// unknown users are verified against, so it costs one hash. It panics on
+// wiring mistakes: no store or pool, or no token secret (anybody could sign
+// tokens).
 func NewService(cfg Config, store *eventstore.Store, pool *pgxpool.Pool, logger *slog.Logger, rm httpapi.ReadModels) *Service {
+	if store == nil || pool == nil {
+		panic("identity: NewService needs a store and a pool")
+	}
+	if len(cfg.Tokens.Secret) == 0 {
+		panic("identity: NewService needs a token secret")
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
 	if cfg.Hashing == (HashParams{}) {
 		cfg.Hashing = DefaultHashParams
 	}
@@ -63,7 +83,9 @@ func NewService(cfg Config, store *eventstore.Store, pool *pgxpool.Pool, logger 
 	return &Service{Config: cfg, Store: store, Pool: pool, Logger: logger, ReadModels: rm, dummy: cfg.Hashing.dummyHash()}
 }
 
-func (s *Service) now() time.Time { return s.Now().UTC() }
+// now is the time of events and tokens, to the microsecond: the precision
+// of PostgreSQL, so that the read model shows the times the events hold.
+func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
 
 // Routes adds the identity API to r.
 func (s *Service) Routes(r gin.IRoutes) {
@@ -93,12 +115,61 @@ func (s *Service) fail(c *gin.Context, err error) {
 	}
 }
 
+// decode reads a JSON request body into dst, as httpapi.Decode does, and
+// also refuses a body that is not valid UTF-8: encoding/json would quietly
+// turn the bad bytes into U+FFFD, so that different passwords became one.
+func decode(c *gin.Context, dst any) bool {
+	c.Request.Body = &utf8Body{body: c.Request.Body}
+	return httpapi.Decode(c, dst)
+}
+
+var errNotUTF8 = errors.New("body is not valid UTF-8")
+
+// utf8Body reads the whole body (bounded by the engine's limit) on the first
+// Read, and then fails with errNotUTF8, or with the read's error (such as
+// *http.MaxBytesError, which Decode answers with 413), or serves it.
+type utf8Body struct {
+	body io.ReadCloser
+	read *bytes.Reader
+	err  error
+}
+
+func (b *utf8Body) Read(p []byte) (int, error) {
+	if b.read == nil && b.err == nil {
+		raw, err := io.ReadAll(b.body)
+		switch {
+		case err != nil:
+			b.err = err
+		case !utf8.Valid(raw):
+			b.err = errNotUTF8
+		default:
+			b.read = bytes.NewReader(raw)
+		}
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.read.Read(p)
+}
+
+func (b *utf8Body) Close() error { return b.body.Close() }
+
+// bearer returns the request's bearer token; the scheme is case-insensitive
+// (RFC 9110).
 func bearer(c *gin.Context) string {
-	token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	if !ok {
+	scheme, token, ok := strings.Cut(c.GetHeader("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return ""
 	}
 	return strings.TrimSpace(token)
+}
+
+// sameSecret compares two secrets in constant time, also when their lengths
+// differ (subtle.ConstantTimeCompare returns at once for different lengths,
+// which would tell the length of the operator token).
+func sameSecret(a, b string) bool {
+	x, y := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(x[:], y[:]) == 1
 }
 
 func (s *Service) unauthorized(c *gin.Context) {
@@ -143,30 +214,32 @@ func (s *Service) readUser(ctx context.Context, id uuid.UUID) (user, int64, erro
 
 var userView = decide.Decider[user, struct{}]{Events: Events, Evolve: evolveUser}
 
-// authorizeUserAction reads the path's user id and checks that the caller is
-// the operator (ADMIN_TOKEN) or, when selfAllowed, that user. It returns who
-// acts, for the event's "by".
+// authorizeUserAction checks that the caller is the operator (ADMIN_TOKEN)
+// or, when selfAllowed, the user of the path's user id, and returns that id
+// and who acts, for the event's "by". It answers 401 without a valid token
+// of an active user or the operator's, 403 when the caller may not act on
+// that user, 400 for a malformed id.
 func (s *Service) authorizeUserAction(c *gin.Context, selfAllowed bool) (uuid.UUID, string, bool) {
-	id, err := uuid.Parse(c.Param("user_id"))
-	if err != nil || len(c.Param("user_id")) != 36 {
+	var self uuid.UUID
+	operator := s.AdminToken != "" && sameSecret(bearer(c), s.AdminToken)
+	if !operator {
+		var ok bool
+		if self, ok = s.authenticate(c); !ok {
+			return uuid.Nil, "", false
+		}
+		if !selfAllowed {
+			httpapi.Error(c, http.StatusForbidden, "forbidden", "only the operator may do this")
+			return uuid.Nil, "", false
+		}
+	}
+	raw := c.Param("user_id")
+	id, err := uuid.Parse(raw)
+	if err != nil || id.String() != strings.ToLower(raw) {
 		httpapi.Error(c, http.StatusBadRequest, "invalid_id", "user_id in the path: UUID required")
 		return uuid.Nil, "", false
 	}
-	token := bearer(c)
-	if s.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.AdminToken)) == 1 {
+	if operator {
 		return id, "operator", true
-	}
-	if !selfAllowed {
-		if token == "" {
-			s.unauthorized(c)
-		} else {
-			httpapi.Error(c, http.StatusForbidden, "forbidden", "only the operator may do this")
-		}
-		return uuid.Nil, "", false
-	}
-	self, ok := s.authenticate(c)
-	if !ok {
-		return uuid.Nil, "", false
 	}
 	if self != id {
 		httpapi.Error(c, http.StatusForbidden, "forbidden", "only the operator or the user themself may do this")
@@ -175,23 +248,92 @@ func (s *Service) authorizeUserAction(c *gin.Context, selfAllowed bool) (uuid.UU
 	return id, self.String(), true
 }
 
-// throttle counts a login attempt of a client address and returns how long
-// it must wait when over the limit. The count lives in PostgreSQL, so the
-// limit holds across replicas.
-func (s *Service) throttle(ctx context.Context, client string) (time.Duration, error) {
-	now := s.now()
-	window := now.Truncate(time.Minute)
-	var attempts int
-	err := s.Pool.QueryRow(ctx, `
-		WITH gc AS (DELETE FROM login_throttle WHERE window_start < $2::timestamptz - interval '1 hour')
-		INSERT INTO login_throttle (client, window_start, attempts) VALUES ($1, $2, 1)
-		ON CONFLICT (client, window_start) DO UPDATE SET attempts = login_throttle.attempts + 1
-		RETURNING attempts`, client, window).Scan(&attempts)
+// throttleKey is what a client address is counted under: an IPv4 address,
+// or the /64 network of an IPv6 address, since one subscriber usually gets
+// a whole /64 and could otherwise change address at every attempt.
+func throttleKey(ip string) string {
+	addr, err := netip.ParseAddr(ip)
 	if err != nil {
+		return ip
+	}
+	if addr = addr.Unmap(); addr.Is6() {
+		prefix, _ := addr.Prefix(64)
+		return prefix.String()
+	}
+	return addr.String()
+}
+
+// queryRower is what the throttle needs: a pool or a transaction.
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// The per-client throttle counts attempts per client key and minute of
+// PostgreSQL's clock, the one every replica shares; both statements also
+// return the seconds left in the minute.
+const (
+	// throttleSeenSQL reads the count so far, without counting.
+	throttleSeenSQL = `
+SELECT coalesce((SELECT attempts FROM login_throttle WHERE client = $1 AND window_start = date_trunc('minute', now())), 0),
+	extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now())::float8`
+	// throttleCountSQL counts an attempt. It also removes up to 100 windows
+	// over an hour old, skipping rows another attempt is removing, so that
+	// attempts never queue behind the clean-up.
+	throttleCountSQL = `
+WITH gc AS (
+	DELETE FROM login_throttle WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM login_throttle WHERE window_start < now() - interval '1 hour'
+		LIMIT 100 FOR UPDATE SKIP LOCKED)))
+INSERT INTO login_throttle (client, window_start, attempts) VALUES ($1, date_trunc('minute', now()), 1)
+ON CONFLICT (client, window_start) DO UPDATE SET attempts = login_throttle.attempts + 1
+RETURNING attempts, extract(epoch FROM window_start + interval '1 minute' - now())::float8`
+)
+
+// throttle returns how long the client (a throttleKey) must wait, 0 when it
+// may go on: with count, it counts this attempt and refuses it when it is
+// over the limit; without, it refuses when the limit is already reached.
+// The count lives in PostgreSQL, so the limit holds across replicas.
+func (s *Service) throttle(ctx context.Context, q queryRower, client string, count bool) (time.Duration, error) {
+	sql, limit := throttleSeenSQL, s.AttemptsPerMinute-1
+	if count {
+		sql, limit = throttleCountSQL, s.AttemptsPerMinute
+	}
+	var attempts int
+	var left float64
+	if err := q.QueryRow(ctx, sql, client).Scan(&attempts, &left); err != nil {
 		return 0, fmt.Errorf("identity: throttle: %w", err)
 	}
-	if attempts > s.AttemptsPerMinute {
-		return window.Add(time.Minute).Sub(now), nil
+	if attempts > limit {
+		return max(time.Duration(left*float64(time.Second)), time.Second), nil
 	}
 	return 0, nil
+}
+
+// passwordCheck verifies one password against hashes, the dummy hash
+// standing in for "" (no user), and remembers the last answer: a decision
+// that lost a race and runs again does not pay for the same hash twice. It
+// is not safe for concurrent use; a request uses its own.
+type passwordCheck struct {
+	hashing  HashParams
+	dummy    string
+	password string
+	// The last hash verified and what came of it.
+	phc       string
+	ok, stale bool
+}
+
+func (s *Service) passwordCheck(password string) *passwordCheck {
+	return &passwordCheck{hashing: s.Hashing, dummy: s.dummy, password: password}
+}
+
+// verify reports whether the password matches phc ("" for the dummy).
+func (p *passwordCheck) verify(phc string) bool {
+	if phc == "" {
+		phc = p.dummy
+	}
+	if p.phc != phc {
+		p.ok, p.stale = p.hashing.Verify(phc, p.password)
+		p.phc = phc
+	}
+	return p.ok
 }

@@ -11,8 +11,11 @@ import (
 
 // Tokens issues and verifies access tokens: JWT HS256 with the claims iss,
 // aud, sub (the user id), iat, exp and jti. Verification pins the algorithm,
-// the issuer and the audience, and requires exp.
+// the issuer and the audience, and requires exp. The signature is checked
+// in constant time (hmac.Equal).
 type Tokens struct {
+	// Secret signs the tokens (JWT_SECRET). With an empty secret anybody
+	// could sign, so Tokens then issues and accepts nothing.
 	Secret   []byte
 	Issuer   string        // default "dcbkit"
 	Audience string        // default "dcbkit-api"
@@ -35,9 +38,15 @@ func (t Tokens) defaults() Tokens {
 	return t
 }
 
+// errNoSecret is returned by Issue when no secret is configured.
+var errNoSecret = errors.New("identity: no token secret configured")
+
 // Issue signs a token for user, valid from now for the lifetime.
 func (t Tokens) Issue(user uuid.UUID, now time.Time) (string, time.Time, error) {
 	t = t.defaults()
+	if len(t.Secret) == 0 {
+		return "", time.Time{}, errNoSecret
+	}
 	expires := now.Add(t.Lifetime).Truncate(time.Second)
 	claims := jwt.RegisteredClaims{
 		Issuer:    t.Issuer,
@@ -57,6 +66,9 @@ func (t Tokens) Issue(user uuid.UUID, now time.Time) (string, time.Time, error) 
 // Verify returns the user a token was issued to, or ErrInvalidToken.
 func (t Tokens) Verify(token string, now time.Time) (uuid.UUID, error) {
 	t = t.defaults()
+	if len(t.Secret) == 0 || token == "" {
+		return uuid.Nil, ErrInvalidToken
+	}
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return t.Secret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -70,7 +82,7 @@ func (t Tokens) Verify(token string, now time.Time) (uuid.UUID, error) {
 		return uuid.Nil, ErrInvalidToken
 	}
 	id, err := uuid.Parse(claims.Subject)
-	if err != nil {
+	if err != nil || id.String() != claims.Subject {
 		return uuid.Nil, ErrInvalidToken
 	}
 	return id, nil
