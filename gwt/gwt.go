@@ -133,18 +133,13 @@ func (o Outcome[S, C]) run(t testing.TB) ([]any, error) {
 	if err != nil {
 		t.Fatalf("gwt: fold given events: %v", err)
 	}
-	decided, err := d.Decide(state, o.cmd)
-	if err != nil {
-		return nil, err
-	}
-	o.checkInBoundary(t, query, decided)
-	return decided, nil
+	return d.Decide(state, o.cmd)
 }
 
 func (o Outcome[S, C]) runOnStore(t testing.TB) ([]any, error) {
 	t.Helper()
 	ctx := context.Background()
-	d, store, query := o.s.d, o.s.store, o.s.d.Query(o.cmd)
+	d, store := o.s.d, o.s.store
 	var after int64
 	if len(o.s.given) > 0 {
 		events, err := d.Events.EncodeAll(o.s.given)
@@ -158,11 +153,20 @@ func (o Outcome[S, C]) runOnStore(t testing.TB) ([]any, error) {
 		after = res.Position
 	}
 	res, err := decide.Run(ctx, store, d, o.cmd)
-	if err != nil {
+	if err != nil || len(res.Events) == 0 {
 		return nil, err
 	}
-	o.checkInBoundary(t, query, res.Events)
-	stored, err := store.Read(ctx, query, eventstore.ReadOptions{From: after + 1})
+	// Read back what the decision stored: the events of its types and tags
+	// after the given ones (ids are fresh in tests, so nobody else's).
+	var back eventstore.Query
+	for _, v := range res.Events {
+		e, err := d.Events.Encode(v)
+		if err != nil {
+			t.Fatalf("gwt: decided event %T cannot be encoded: %v", v, err)
+		}
+		back.Items = append(back.Items, eventstore.QueryItem{Types: []string{e.Type}, Tags: e.Tags})
+	}
+	stored, err := store.Read(ctx, back, eventstore.ReadOptions{From: after + 1})
 	if err != nil {
 		t.Fatalf("gwt: read back: %v", err)
 	}
@@ -173,22 +177,6 @@ func (o Outcome[S, C]) runOnStore(t testing.TB) ([]any, error) {
 		}
 	}
 	return got, nil
-}
-
-// checkInBoundary fails when a decided event does not match the decision's
-// own query: the next decision would not see it, and its condition would not
-// protect it.
-func (o Outcome[S, C]) checkInBoundary(t testing.TB, query eventstore.Query, decided []any) {
-	t.Helper()
-	for _, v := range decided {
-		e, err := o.s.d.Events.Encode(v)
-		if err != nil {
-			t.Fatalf("gwt: decided event %T cannot be encoded: %v", v, err)
-		}
-		if !query.Matches(e.Type, e.Tags) {
-			t.Fatalf("gwt: decided event %s %v is outside the decision's query %+v", e.Type, e.Tags, query)
-		}
-	}
 }
 
 func (o Outcome[S, C]) describe() string {

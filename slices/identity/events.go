@@ -75,9 +75,15 @@ func EmailHash(email string) string {
 func emailTag(hash string) string { return eventstore.Tag("email_hash", hash) }
 func userTag(id uuid.UUID) string { return eventstore.Tag("user_id", id) }
 
-// userQuery is every event of one user.
+// userQuery is the events that make one user's state: registration,
+// password changes, deactivation and activation. Logins are left out: no
+// decision depends on them, so they never conflict with one and a user's
+// decisions do not read more as the user logs in more.
 func userQuery(id uuid.UUID) eventstore.QueryItem {
-	return eventstore.QueryItem{Tags: []string{userTag(id)}}
+	return eventstore.QueryItem{
+		Types: Events.TypesOf(UserRegistered{}, UserPasswordChanged{}, UserDeactivated{}, UserActivated{}),
+		Tags:  []string{userTag(id)},
+	}
 }
 
 // emailQuery is every event about one address: its registration and the

@@ -265,10 +265,10 @@ func (a *api) newUser() (id uuid.UUID, email, token string) {
 	return id, email, a.token(email, goodPassword)
 }
 
-// userEvents returns the events of one user, decoded.
+// userEvents returns every event of one user, decoded.
 func userEvents(t testing.TB, store *eventstore.Store, id uuid.UUID) []any {
 	t.Helper()
-	stored, err := store.Read(context.Background(), eventstore.Query{Items: []eventstore.QueryItem{userQuery(id)}}, eventstore.ReadOptions{})
+	stored, err := store.Read(context.Background(), eventstore.Query{Items: []eventstore.QueryItem{{Tags: []string{userTag(id)}}}}, eventstore.ReadOptions{})
 	require.NoError(t, err)
 	out := make([]any, len(stored))
 	for i, e := range stored {

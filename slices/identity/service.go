@@ -178,29 +178,23 @@ func (s *Service) unauthorized(c *gin.Context) {
 }
 
 // authenticate returns the user of the request's token, checked against the
-// user's current state: a deactivated user's token no longer works. It also
-// returns the position that state was read at.
+// user's current state: a deactivated user's token no longer works.
 func (s *Service) authenticate(c *gin.Context) (uuid.UUID, bool) {
-	id, _, ok := s.authenticateAt(c)
-	return id, ok
-}
-
-func (s *Service) authenticateAt(c *gin.Context) (uuid.UUID, int64, bool) {
 	id, err := s.Tokens.Verify(bearer(c), s.now())
 	if err != nil {
 		s.unauthorized(c)
-		return uuid.Nil, 0, false
+		return uuid.Nil, false
 	}
-	u, pos, err := s.readUser(c.Request.Context(), id)
+	u, _, err := s.readUser(c.Request.Context(), id)
 	if err != nil {
 		s.fail(c, err)
-		return uuid.Nil, 0, false
+		return uuid.Nil, false
 	}
 	if !u.registered || !u.active {
 		s.unauthorized(c)
-		return uuid.Nil, 0, false
+		return uuid.Nil, false
 	}
-	return id, pos, true
+	return id, true
 }
 
 // readUser folds a user from their events.

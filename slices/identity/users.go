@@ -75,18 +75,24 @@ type Me struct {
 }
 
 // GET /users/me (Bearer). The token is checked against the user's current
-// state; the answer waits until the read model has caught up with that
-// state (and with ?min_position).
+// state; the answer waits until the read model has caught up with the user's
+// latest event, a login included (and with ?min_position).
 func (s *Service) meHandler(c *gin.Context) {
-	id, pos, ok := s.authenticateAt(c)
+	id, ok := s.authenticate(c)
 	if !ok {
 		return
 	}
-	if !s.ReadModels.AwaitPosition(c, UsersReadModel, pos) {
+	latest, err := s.Store.Read(c.Request.Context(), eventstore.Query{Items: []eventstore.QueryItem{{Tags: []string{userTag(id)}}}},
+		eventstore.ReadOptions{Backwards: true, Limit: 1})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if !s.ReadModels.AwaitPosition(c, UsersReadModel, latest[0].Position) {
 		return
 	}
 	var me Me
-	err := s.Pool.QueryRow(c.Request.Context(),
+	err = s.Pool.QueryRow(c.Request.Context(),
 		`SELECT user_id, email, active, registered_at, last_login_at FROM users WHERE user_id = $1`, id).
 		Scan(&me.UserID, &me.Email, &me.Active, &me.RegisteredAt, &me.LastLoginAt)
 	if errors.Is(err, pgx.ErrNoRows) {
