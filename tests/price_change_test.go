@@ -37,25 +37,11 @@ func (s *Server) cartsWithProduct(t testing.TB, product uuid.UUID, minPosition i
 	return rows
 }
 
-// shop is a set of carts built for a test: for each cart, its items in
-// the order added.
-type shop struct {
-	items map[uuid.UUID][]shopItem
-	order []uuid.UUID
-}
-
-type shopItem struct{ item, product uuid.UUID }
-
-func newShop() *shop { return &shop{items: map[uuid.UUID][]shopItem{}} }
-
-func (sh *shop) add(t testing.TB, s *Server, cart, product uuid.UUID, price string) uuid.UUID {
+// add adds a new item of product to cart and returns its id.
+func (s *Server) add(t testing.TB, cart, product uuid.UUID, price string) uuid.UUID {
 	t.Helper()
-	if _, ok := sh.items[cart]; !ok {
-		sh.order = append(sh.order, cart)
-	}
 	item := newID()
 	s.addItem(t, cart, item, product, price)
-	sh.items[cart] = append(sh.items[cart], shopItem{item, product})
 	return item
 }
 
@@ -101,26 +87,25 @@ func TestPriceChangeArchivesItemsInFiveCarts(t *testing.T) {
 	t.Parallel()
 	s := StartServer(t, ServerOptions{})
 	p, q := newID(), newID()
-	sh := newShop()
 	carts := []uuid.UUID{newID(), newID(), newID(), newID(), newID()}
 	var want []cartWithProduct
 	for i, c := range carts {
 		switch i {
 		case 0: // two items of p in the first cart
-			want = append(want, cartWithProduct{c, sh.add(t, s, c, p, "10.00"), p})
-			want = append(want, cartWithProduct{c, sh.add(t, s, c, p, "10.00"), p})
+			want = append(want, cartWithProduct{c, s.add(t, c, p, "10.00"), p})
+			want = append(want, cartWithProduct{c, s.add(t, c, p, "10.00"), p})
 		case 4: // the item id of the fourth cart's item of p, again: ids are the client's
 			shared := want[len(want)-1].ItemID
 			s.addItem(t, c, shared, p, "10.00")
 			want = append(want, cartWithProduct{c, shared, p})
 		default:
-			want = append(want, cartWithProduct{c, sh.add(t, s, c, p, "10.00"), p})
+			want = append(want, cartWithProduct{c, s.add(t, c, p, "10.00"), p})
 		}
-		sh.add(t, s, c, q, "3.50")
+		s.add(t, c, q, "3.50")
 	}
 	submitted := newID()
-	submittedItem := sh.add(t, s, submitted, p, "10.00")
-	sh.add(t, s, submitted, q, "3.50")
+	submittedItem := s.add(t, submitted, p, "10.00")
+	s.add(t, submitted, q, "3.50")
 	s.submit(t, submitted)
 	sortRows(want)
 
