@@ -14,9 +14,11 @@ import (
 // ArchiveItem is the automation of a price change: every item of the
 // product in a cart not yet submitted is archived, at the position of the
 // PriceChanged. The trigger is the listener carts_with_products
-// (carts_with_products.go), which enqueues one job per (item, price change)
-// in its own transaction, unique by that pair: a redelivered or replayed
-// price change enqueues nothing again.
+// (carts_with_products.go), which enqueues one job per (cart, item, price
+// change) in its own transaction, unique by that triple: a redelivered or
+// replayed price change enqueues nothing again. The cart is part of the key
+// because item ids are the client's: nothing stops two carts from holding
+// items with the same id, and each must be archived.
 //
 //	given the item not in the cart (removed, archived, cleared)   → nothing
 //	given CartSubmitted                                           → nothing
@@ -31,7 +33,7 @@ type ArchiveItem struct {
 func (ArchiveItem) Kind() string { return "cart.archive_item" }
 
 func (a ArchiveItem) uniqueKey() string {
-	return fmt.Sprintf("%s@%d", a.ItemID, a.PriceChangedPosition)
+	return fmt.Sprintf("%s/%s@%d", a.CartID, a.ItemID, a.PriceChangedPosition)
 }
 
 func decideArchive(c cart, a ArchiveItem) ([]any, error) {

@@ -115,12 +115,40 @@ func (s *Service) publish(ctx context.Context, job workqueue.Job[PublishCart]) e
 	if err != nil {
 		return err
 	}
-	if err := s.Producer.Produce(ctx, kafkabridge.Record{Topic: PublishedCartsTopic,
+	// The budget bounds the attempt too: with the broker away, Produce
+	// waits for its own timeout (30s by default), which would stretch a
+	// shorter budget to that.
+	pctx, cancel := context.WithDeadline(ctx, publishDeadline(job.CreatedAt, s.publishBudget, time.Now()))
+	defer cancel()
+	if err := s.Producer.Produce(pctx, kafkabridge.Record{Topic: PublishedCartsTopic,
 		Key: []byte(job.Args.CartID.String()), Value: msg}); err != nil {
 		return fmt.Errorf("publish cart %s: %w", job.Args.CartID, err)
 	}
 	_, err = decide.Run(ctx, s.Store, publication, endPublication{CartPublished{CartID: job.Args.CartID}})
 	return err
+}
+
+// minPublishAttempt is the least time an attempt to publish gets, even when
+// it starts after the budget is spent (every replica was down): a cart is
+// never given up without one real try.
+const minPublishAttempt = 5 * time.Second
+
+// publishDeadline is when an attempt started at now must stop producing: at
+// the end of the job's budget (counted from its creation, as the work
+// queue's MaxDuration is), but no sooner than minPublishAttempt from now. A
+// zero budget means DefaultPublishBudget.
+func publishDeadline(created time.Time, budget time.Duration, now time.Time) time.Time {
+	if budget <= 0 {
+		budget = DefaultPublishBudget
+	}
+	return later(created.Add(budget), now.Add(minPublishAttempt))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // publicationFailed is the job's GiveUp: it records the failure in the
@@ -131,12 +159,18 @@ func (s *Service) publicationFailed(ctx context.Context, tx pgx.Tx, job workqueu
 	return err
 }
 
+// DefaultPublishBudget is how long a cart's publication retries unless
+// configured otherwise.
+const DefaultPublishBudget = time.Hour
+
 // RegisterJobs registers the cart's jobs on q; publication gives up after
-// budget (default one hour).
+// budget (DefaultPublishBudget if not positive), attempts included. Call it
+// before the queue starts.
 func (s *Service) RegisterJobs(q *workqueue.Queue, budget time.Duration) {
 	if budget <= 0 {
-		budget = time.Hour
+		budget = DefaultPublishBudget
 	}
+	s.publishBudget = budget
 	workqueue.Register(q, workqueue.KindConfig[ArchiveItem]{Work: s.archive})
 	workqueue.Register(q, workqueue.KindConfig[PublishCart]{
 		Work:        s.publish,

@@ -2,6 +2,7 @@ package cart
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,6 +23,8 @@ type Service struct {
 	ReadModels httpapi.ReadModels
 	Jobs       *workqueue.Queue
 	Producer   *kafkabridge.Producer
+
+	publishBudget time.Duration // set by RegisterJobs
 }
 
 // Listeners are the cart's stored read models and automation triggers.
