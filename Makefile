@@ -37,7 +37,7 @@ fmt-check:
 	fi
 
 # bench runs the benchmark harness (bench/, a module of its own; issue #6):
-# every scenario on dedicated databases, 15 to 25 minutes on 2 cores. The
+# every scenario on dedicated databases, 10 to 15 minutes on 2 cores. The
 # table goes to stdout, progress to stderr, the figures to
 # bench/results/latest.json. BENCHMARKS.md says how to read them.
 bench:

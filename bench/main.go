@@ -9,7 +9,7 @@
 // file (-json). -quick is the smoke run of CI: seconds instead of minutes,
 // small tables, the same code paths.
 //
-//	make bench         # the full run, 15 to 25 minutes on 2 cores
+//	make bench         # the full run, 10 to 15 minutes on 2 cores
 //	make bench-smoke   # the quick one
 package main
 
