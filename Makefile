@@ -13,7 +13,7 @@ export DEV_DIR
 # it, because init_dev.sh may have written the file earlier in this very run.
 LOAD_ENV = set -a && . "$(DEV_DIR)/env" && set +a &&
 
-.PHONY: run test fmt-check bench clean
+.PHONY: run test fmt-check bench bench-smoke clean
 
 run:
 	./init_dev.sh
@@ -27,6 +27,7 @@ test:
 	$(LOAD_ENV) go test -race -count=1 -timeout 30m ./...
 	tests/kcat_embedded_test.sh
 	$(LOAD_ENV) tests/kcat_server_test.sh
+	$(MAKE) --no-print-directory bench-smoke
 
 # fmt-check fails when gofmt would change any tracked Go file.
 fmt-check:
@@ -37,10 +38,21 @@ fmt-check:
 		exit 1; \
 	fi
 
-# bench is a placeholder: one iteration of each benchmark of the event store.
+# bench runs the benchmark harness (bench/, a module of its own; issue #6):
+# every scenario on dedicated databases, 10 to 15 minutes on 2 cores. The
+# table goes to stdout, progress to stderr, the figures to
+# bench/results/latest.json. BENCHMARKS.md says how to read them.
 bench:
 	./init_dev.sh
-	$(LOAD_ENV) go test -run '^$$' -bench . -benchtime 1x ./eventstore/
+	$(LOAD_ENV) cd bench && go run . $(BENCH_FLAGS)
+
+# bench-smoke checks and runs the harness the quick way (small tables, 1s
+# phases: well under a minute), so that it cannot rot; make test runs it.
+bench-smoke:
+	./init_dev.sh
+	cd bench && go vet ./... && test -z "$$(gofmt -l .)"
+	$(LOAD_ENV) cd bench && go test -count=1 ./...
+	$(LOAD_ENV) cd bench && go run . -quick -json results/smoke.json
 
 # clean stops the private PostgreSQL cluster, if init_dev.sh started one, and
 # removes its state.
