@@ -101,7 +101,10 @@ func accessLog(opts Options) gin.HandlerFunc {
 			return
 		}
 		level := slog.LevelInfo
-		if status >= 500 {
+		switch {
+		case status == http.StatusServiceUnavailable:
+			level = slog.LevelWarn // the database or a read model is behind: expected, and retried
+		case status >= 500:
 			level = slog.LevelError
 		}
 		opts.Logger.LogAttrs(c.Request.Context(), level, "http request",

@@ -138,17 +138,27 @@ func (e *Embedded) Close() {
 // own SeedTopics option applies only to a fresh DataDir, so a topic added to
 // the configuration later would never appear.
 func (e *Embedded) ensureTopics(topics []Topic) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := EnsureTopics(ctx, e.addrs, topics); err != nil {
+		return fmt.Errorf("kafkabridge: embedded broker: %w", err)
+	}
+	return nil
+}
+
+// EnsureTopics creates the topics that do not exist on the brokers and adds
+// partitions to those that have fewer than asked. It never removes anything.
+// Replication is the broker's default.
+func EnsureTopics(ctx context.Context, brokers []string, topics []Topic) error {
 	if len(topics) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		return fmt.Errorf("kafkabridge: embedded broker: %w", err)
+		return fmt.Errorf("kafkabridge: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	for _, t := range topics {
 		parts := max(t.Partitions, 1)
 		res, err := adm.CreateTopic(ctx, parts, -1, nil, t.Name)
@@ -159,7 +169,7 @@ func (e *Embedded) ensureTopics(topics []Topic) error {
 			err = growTopic(ctx, adm, t.Name, parts)
 		}
 		if err != nil {
-			return fmt.Errorf("kafkabridge: embedded broker: create topic %s: %w", t.Name, err)
+			return fmt.Errorf("kafkabridge: create topic %s: %w", t.Name, err)
 		}
 	}
 	return nil

@@ -97,7 +97,11 @@ func TestResetRebuildsCartItems(t *testing.T) {
 		line := s.WaitLog(t, startTimeout, "saying the read models were reset", func(l LogLine) bool {
 			return l.Msg == "read models reset; they are replayed from the start"
 		})
-		require.Equal(t, reset, attrStrings(line, "read_models"))
+		want := reset
+		if reset[0] == "all" { // every stored read model, not the automations
+			want = []string{"cart_items", "inventories", "carts_with_products", "users"}
+		}
+		require.Equal(t, want, attrStrings(line, "read_models"))
 		require.Equal(t, before, storedAnswers(t, s, carts, products), "after --reset-read-model %v", reset)
 		requireSameCartItems(t, s, carts, head)
 		require.Equal(t, head, s.Head(t), "a replay appends nothing")

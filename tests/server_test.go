@@ -145,7 +145,9 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 		opts.KafkaDataDir = t.TempDir()
 	}
 	env := map[string]string{
-		"DATABASE_URL":        opts.DatabaseURL,
+		// Several servers share the test PostgreSQL (100 connections when
+		// it is the system one): a small pool each.
+		"DATABASE_URL":        withPoolSize(opts.DatabaseURL, 12),
 		"HTTP_ADDR":           "127.0.0.1:0",
 		"ADMIN_ADDR":          "127.0.0.1:0",
 		"KAFKA_EMBEDDED_ADDR": "127.0.0.1:0",
@@ -166,7 +168,7 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 
 func startProcess(t testing.TB, opts ServerOptions, env map[string]string) *Server {
 	t.Helper()
-	s := &Server{t: t, opts: opts, env: env, DatabaseURL: env["DATABASE_URL"], exited: make(chan struct{}), logs: newProcessLog()}
+	s := &Server{t: t, opts: opts, env: env, DatabaseURL: opts.DatabaseURL, exited: make(chan struct{}), logs: newProcessLog()}
 	s.cmd = exec.Command(serverBin, opts.Args...)
 	s.cmd.Dir = t.TempDir() // nothing of the repository (.dev/) is read or written
 	s.cmd.Env = processEnv(env)
@@ -635,3 +637,15 @@ func eventually(t testing.TB, within time.Duration, cond func() error) {
 }
 
 var errNotYet = errors.New("not yet")
+
+// withPoolSize sets pool_max_conns on a database URL unless it has one.
+func withPoolSize(url string, n int) string {
+	if strings.Contains(url, "pool_max_conns") {
+		return url
+	}
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return fmt.Sprintf("%s%spool_max_conns=%d", url, sep, n)
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -61,7 +62,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// Kafka: the embedded development broker unless brokers are configured.
 	brokers := cfg.KafkaBrokers
-	if len(brokers) == 0 {
+	if len(brokers) > 0 {
+		// Real Kafka: create missing topics if the brokers let us. A broker
+		// that is away now is not fatal: consumer and producer retry.
+		topicsCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		if err := kafkabridge.EnsureTopics(topicsCtx, brokers, topics); err != nil {
+			logger.Warn("could not make sure the Kafka topics exist; create them if they do not", "error", err)
+		}
+		cancel()
+	} else {
 		broker, err := kafkabridge.StartEmbedded(kafkabridge.EmbeddedOptions{
 			Addr: cfg.KafkaEmbeddedAddr, DataDir: cfg.KafkaDataDir, Topics: topics, Logger: logger,
 		})
@@ -181,8 +190,11 @@ func connect(ctx context.Context, url string, logger *slog.Logger) (*pgxpool.Poo
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
-	if cfg.MaxConns < 20 {
-		cfg.MaxConns = 20
+	// pgx's default pool (4 connections on this machine's 2 cores) is too
+	// small for group commit, listeners, jobs and 32 concurrent requests;
+	// an explicit pool_max_conns in the URL wins.
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = 40
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -3,6 +3,7 @@ package cart
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 
@@ -22,11 +23,15 @@ import (
 //
 //	given the item not in the cart (removed, archived, cleared)   → nothing
 //	given CartSubmitted                                           → nothing
+//	given the item back in the cart since (another fingerprint)   → nothing
 //	given the item in the cart                                    → ItemArchived{price_changed_position}
 type ArchiveItem struct {
 	CartID               uuid.UUID `json:"cart_id"`
 	ItemID               uuid.UUID `json:"item_id"`
 	PriceChangedPosition int64     `json:"price_changed_position"`
+	// Fingerprint is that of the CartItemAdded the price change applies to;
+	// "" (jobs from before it was recorded) matches any.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // Kind is the job's kind.
@@ -37,7 +42,8 @@ func (a ArchiveItem) uniqueKey() string {
 }
 
 func decideArchive(c cart, a ArchiveItem) ([]any, error) {
-	if c.submitted || !c.has(a.ItemID) {
+	i := slices.IndexFunc(c.items, func(it CartItemAdded) bool { return it.ItemID == a.ItemID })
+	if c.submitted || i < 0 || (a.Fingerprint != "" && c.items[i].Fingerprint != a.Fingerprint) {
 		return nil, nil
 	}
 	return []any{ItemArchived{CartID: a.CartID, ItemID: a.ItemID, PriceChangedPosition: a.PriceChangedPosition}}, nil

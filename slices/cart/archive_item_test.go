@@ -22,29 +22,45 @@ func TestArchiveItemRules(t *testing.T) {
 		t.Run("NothingForAnItemRemoved", func(t *testing.T) {
 			c := newID()
 			it := item(c, newID(), "1")
-			spec.Given(CartCreated{c}, it, CartItemRemoved{c, it.ItemID}).When(ArchiveItem{c, it.ItemID, 7}).Then(t)
+			spec.Given(CartCreated{c}, it, CartItemRemoved{c, it.ItemID}).When(ArchiveItem{CartID: c, ItemID: it.ItemID, PriceChangedPosition: 7}).Then(t)
 		})
 		t.Run("NothingForAnItemArchived", func(t *testing.T) {
 			c := newID()
 			it := item(c, newID(), "1")
-			spec.Given(CartCreated{c}, it, ItemArchived{c, it.ItemID, 7}).When(ArchiveItem{c, it.ItemID, 7}).Then(t)
+			spec.Given(CartCreated{c}, it, ItemArchived{c, it.ItemID, 7}).When(ArchiveItem{CartID: c, ItemID: it.ItemID, PriceChangedPosition: 7}).Then(t)
 		})
 		t.Run("NothingForACartCleared", func(t *testing.T) {
 			c := newID()
 			it := item(c, newID(), "1")
-			spec.Given(CartCreated{c}, it, CartCleared{c}).When(ArchiveItem{c, it.ItemID, 7}).Then(t)
+			spec.Given(CartCreated{c}, it, CartCleared{c}).When(ArchiveItem{CartID: c, ItemID: it.ItemID, PriceChangedPosition: 7}).Then(t)
 		})
 		t.Run("NothingForASubmittedCart", func(t *testing.T) {
 			c := newID()
 			it := item(c, newID(), "1")
 			spec.Given(CartCreated{c}, it, CartSubmitted{CartID: c, TotalPrice: it.Price,
 				OrderedProducts: []OrderedProduct{{it.ItemID, it.ProductID, it.Price}}}).
-				When(ArchiveItem{c, it.ItemID, 7}).Then(t)
+				When(ArchiveItem{CartID: c, ItemID: it.ItemID, PriceChangedPosition: 7}).Then(t)
+		})
+		t.Run("NothingForTheItemBackInTheCartSince", func(t *testing.T) {
+			c := newID()
+			it := item(c, newID(), "1")
+			back := it
+			back.Fingerprint = uuid.NewString()
+			spec.Given(CartCreated{c}, it, CartItemRemoved{c, it.ItemID}, back).
+				When(ArchiveItem{CartID: c, ItemID: it.ItemID, PriceChangedPosition: 7, Fingerprint: it.Fingerprint}).Then(t)
 		})
 		t.Run("ArchivesTheItemInTheCart", func(t *testing.T) {
 			c := newID()
 			it, other := item(c, newID(), "1"), item(c, newID(), "2")
-			spec.Given(CartCreated{c}, it, other).When(ArchiveItem{c, it.ItemID, 7}).Then(t, ItemArchived{c, it.ItemID, 7})
+			spec.Given(CartCreated{c}, it, other).
+				When(ArchiveItem{CartID: c, ItemID: it.ItemID, PriceChangedPosition: 7, Fingerprint: it.Fingerprint}).
+				Then(t, ItemArchived{c, it.ItemID, 7})
+		})
+		t.Run("ArchivesWhenTheJobPredatesFingerprints", func(t *testing.T) {
+			c := newID()
+			it := item(c, newID(), "1")
+			spec.Given(CartCreated{c}, it).When(ArchiveItem{CartID: c, ItemID: it.ItemID, PriceChangedPosition: 7}).
+				Then(t, ItemArchived{c, it.ItemID, 7})
 		})
 	})
 }
@@ -94,7 +110,7 @@ func TestPriceChangeEnqueuesOneArchivePerCartItem(t *testing.T) {
 		got = append(got, a)
 	}
 	require.ElementsMatch(t, []ArchiveItem{
-		{one, a.ItemID, res.Position}, {one, b.ItemID, res.Position},
-		{two, shared.ItemID, res.Position}, {three, shared.ItemID, res.Position},
+		{one, a.ItemID, res.Position, a.Fingerprint}, {one, b.ItemID, res.Position, b.Fingerprint},
+		{two, shared.ItemID, res.Position, shared.Fingerprint}, {three, shared.ItemID, res.Position, again.Fingerprint},
 	}, got)
 }

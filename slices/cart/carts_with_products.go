@@ -51,8 +51,8 @@ func (s *Service) applyCartsWithProducts(ctx context.Context, tx pgx.Tx, events 
 		}
 		switch v := v.(type) {
 		case CartItemAdded:
-			_, err = tx.Exec(ctx, `INSERT INTO carts_with_products (cart_id, item_id, product_id, position) VALUES ($1, $2, $3, $4)
-				ON CONFLICT DO NOTHING`, v.CartID, v.ItemID, v.ProductID, e.Position)
+			_, err = tx.Exec(ctx, `INSERT INTO carts_with_products (cart_id, item_id, product_id, position, fingerprint)
+				VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, v.CartID, v.ItemID, v.ProductID, e.Position, v.Fingerprint)
 		case CartItemRemoved:
 			_, err = tx.Exec(ctx, `DELETE FROM carts_with_products WHERE cart_id = $1 AND item_id = $2 AND position < $3`, v.CartID, v.ItemID, e.Position)
 		case ItemArchived:
@@ -74,13 +74,14 @@ func (s *Service) applyCartsWithProducts(ctx context.Context, tx pgx.Tx, events 
 // archiveProduct enqueues the archiving of every item of the product that
 // is in a cart at this point of the feed.
 func (s *Service) archiveProduct(ctx context.Context, tx pgx.Tx, product uuid.UUID, at int64) error {
-	rows, err := tx.Query(ctx, `SELECT cart_id, item_id FROM carts_with_products WHERE product_id = $1 AND position < $2`, product, at)
+	rows, err := tx.Query(ctx, `SELECT cart_id, item_id, fingerprint FROM carts_with_products
+		WHERE product_id = $1 AND position < $2`, product, at)
 	if err != nil {
 		return err
 	}
 	jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ArchiveItem, error) {
 		a := ArchiveItem{PriceChangedPosition: at}
-		return a, row.Scan(&a.CartID, &a.ItemID)
+		return a, row.Scan(&a.CartID, &a.ItemID, &a.Fingerprint)
 	})
 	if err != nil {
 		return err

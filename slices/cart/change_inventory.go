@@ -2,9 +2,11 @@ package cart
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -73,7 +75,7 @@ func (s *Service) TranslateInventory(ctx context.Context, tx pgx.Tx, rec kafkabr
 		ProductUUID *string `json:"product_uuid"`
 		Inventory   *int64  `json:"inventory"`
 	}
-	if err := httpapi.DecodeJSONBytes(rec.Value, &msg); err != nil {
+	if err := decodeMessage(rec.Value, &msg); err != nil {
 		return reject(err)
 	}
 	switch {
@@ -92,6 +94,20 @@ func (s *Service) TranslateInventory(ctx context.Context, tx pgx.Tx, rec kafkabr
 }
 
 func reject(err error) error { return fmt.Errorf("%w: %v", kafkabridge.ErrReject, err) }
+
+// decodeMessage decodes a Kafka message's JSON object. Unlike HTTP bodies,
+// unknown fields are allowed: other systems produce these messages and may
+// add fields, and quarantining every message after a harmless change of
+// theirs would be worse than ignoring the field.
+func decodeMessage(value []byte, dst any) error {
+	if !utf8.Valid(value) {
+		return errors.New("message is not valid UTF-8")
+	}
+	if err := json.Unmarshal(value, dst); err != nil {
+		return fmt.Errorf("malformed JSON: %w", err)
+	}
+	return nil
+}
 
 // appendTranslated appends the event of a Kafka message in the consumer's
 // transaction. Its id is derived from the message's coordinates, so even a

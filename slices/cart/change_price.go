@@ -71,7 +71,7 @@ func (s *Service) TranslatePriceChange(ctx context.Context, tx pgx.Tx, rec kafka
 		OldPrice    *Money  `json:"old_price"`
 		NewPrice    *Money  `json:"new_price"`
 	}
-	if err := httpapi.DecodeJSONBytes(rec.Value, &msg); err != nil {
+	if err := decodeMessage(rec.Value, &msg); err != nil {
 		return reject(err)
 	}
 	switch {
