@@ -9,10 +9,21 @@ import (
 	"strings"
 )
 
-// An Upcaster rewrites the stored JSON of an older shape of an event into the
-// current one. Stored events are never rewritten; upcasters run on every read.
-// They must be idempotent: a current-shape document passes through unchanged.
-type Upcaster func(data []byte) ([]byte, error)
+// An Upcaster reads an older shape of an event's stored data as the current
+// one. Stored events are never rewritten; upcasters apply on every read, in
+// the order given to Type, and must leave a current-shape document as it is.
+// Two kinds exist: UpcastJSON, any rewrite of the JSON document, and
+// DefaultField, the usual case of a field added later, which costs nothing.
+type Upcaster interface {
+	apply(t reflect.Type, et *eventType)
+}
+
+// UpcastJSON returns an upcaster that rewrites the stored JSON document.
+func UpcastJSON(f func(data []byte) ([]byte, error)) Upcaster { return jsonUpcaster(f) }
+
+type jsonUpcaster func([]byte) ([]byte, error)
+
+func (u jsonUpcaster) apply(_ reflect.Type, et *eventType) { et.upcasters = append(et.upcasters, u) }
 
 // TypeDef declares one event type for NewRegistry; see Type.
 type TypeDef struct {
@@ -22,7 +33,7 @@ type TypeDef struct {
 }
 
 // Type declares that values of the struct type T are stored under name, with
-// upcasters applied in order when reading. T's fields become JSON through
+// upcasters applied when reading. T's fields become JSON through
 // encoding/json; a field with a struct tag `tag:"key"` becomes the event tag
 // "key:<value>" (see Tag). A tag field kept out of the JSON (`json:"-"`), for
 // a tag that is not part of the event's data, is filled from the stored
@@ -42,6 +53,14 @@ type Registry struct {
 type eventType struct {
 	TypeDef
 	tagFields []tagField
+	upcasters []jsonUpcaster
+	// defaults are set before decoding; JSON that has the field overwrites them.
+	defaults []fieldDefault
+}
+
+type fieldDefault struct {
+	index int
+	value reflect.Value
 }
 
 type tagField struct {
@@ -88,6 +107,9 @@ func NewRegistry(defs ...TypeDef) *Registry {
 				panic(fmt.Sprintf("eventstore: event type %s: field %s is decoded from its tag, so it must be a string or an encoding.TextUnmarshaler", d.name, f.Name))
 			}
 			et.tagFields = append(et.tagFields, tagField{index: i, key: key, fromTags: fromTags})
+		}
+		for _, up := range d.upcasters {
+			up.apply(d.goType, et)
 		}
 		r.byName[d.name] = et
 		r.byType[d.goType] = et
@@ -176,6 +198,9 @@ func (r *Registry) decode(typ string, tags []string, data []byte) (any, error) {
 		}
 	}
 	p := reflect.New(et.goType)
+	for _, d := range et.defaults {
+		p.Elem().Field(d.index).Set(d.value)
+	}
 	if err := json.Unmarshal(data, p.Interface()); err != nil {
 		return nil, fmt.Errorf("eventstore: decode %s: %w", typ, err)
 	}
@@ -209,22 +234,34 @@ func setFromTag(field reflect.Value, key string, tags []string) error {
 	return fmt.Errorf("tag %s: missing from the stored event", key)
 }
 
-// DefaultField returns an upcaster that adds field with value to documents
-// that lack it: the usual migration when an event gains a field.
-func DefaultField(field string, value any) Upcaster {
-	encoded, err := json.Marshal(value)
-	if err != nil {
-		panic(fmt.Sprintf("eventstore: DefaultField %s: %v", field, err))
-	}
-	return func(data []byte) ([]byte, error) {
-		var doc map[string]json.RawMessage
-		if err := json.Unmarshal(data, &doc); err != nil {
-			return nil, err
+// DefaultField returns an upcaster for a field added to an event after some
+// were stored: documents without the field (JSON name) read as if it held
+// value. It does not touch the JSON: the field is set before decoding, and
+// a document that has it overwrites it. NewRegistry panics when the type has
+// no such field or value does not fit it.
+func DefaultField(field string, value any) Upcaster { return fieldUpcaster{field, value} }
+
+type fieldUpcaster struct {
+	field string
+	value any
+}
+
+func (u fieldUpcaster) apply(t reflect.Type, et *eventType) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
 		}
-		if _, ok := doc[field]; ok {
-			return data, nil
+		if name != u.field {
+			continue
 		}
-		doc[field] = encoded
-		return json.Marshal(doc)
+		v := reflect.ValueOf(u.value)
+		if !v.IsValid() || !v.Type().AssignableTo(f.Type) {
+			panic(fmt.Sprintf("eventstore: DefaultField %s of %s: %T does not fit %s", u.field, t, u.value, f.Type))
+		}
+		et.defaults = append(et.defaults, fieldDefault{index: i, value: v})
+		return
 	}
+	panic(fmt.Sprintf("eventstore: DefaultField %s: %s has no such field", u.field, t))
 }

@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -122,4 +123,31 @@ func TestUpcasterReadsOldShape(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, itemAdded{CartID: cart, ProductID: product, Price: "2.00", Fingerprint: "default-fingerprint"}, first)
 	require.Equal(t, itemAdded{CartID: cart, ProductID: product, Price: "3.00", Fingerprint: "abc"}, second)
+}
+
+type titled struct {
+	Title string `json:"title"`
+	Pages int    `json:"pages"`
+}
+
+// TestUpcasterKinds: a JSON rewrite (a renamed field) and a default for a
+// field added later apply in order; a current document is left as it is;
+// wiring mistakes panic.
+func TestUpcasterKinds(t *testing.T) {
+	t.Parallel()
+	rename := eventstore.UpcastJSON(func(data []byte) ([]byte, error) {
+		return []byte(strings.Replace(string(data), `"name":`, `"title":`, 1)), nil
+	})
+	r := eventstore.NewRegistry(eventstore.Type[titled]("Titled", rename, eventstore.DefaultField("pages", 1)))
+	for raw, want := range map[string]titled{
+		`{"name":"Old"}`:             {Title: "Old", Pages: 1},
+		`{"title":"New","pages":7}`:  {Title: "New", Pages: 7},
+		`{"title":"Zero","pages":0}`: {Title: "Zero", Pages: 0},
+	} {
+		got, err := r.Decode(eventstore.StoredEvent{Event: eventstore.Event{Type: "Titled", Data: []byte(raw)}})
+		require.NoError(t, err)
+		require.Equal(t, want, got, raw)
+	}
+	require.Panics(t, func() { eventstore.NewRegistry(eventstore.Type[titled]("T", eventstore.DefaultField("nope", 1))) })
+	require.Panics(t, func() { eventstore.NewRegistry(eventstore.Type[titled]("T", eventstore.DefaultField("pages", "x"))) })
 }

@@ -57,6 +57,12 @@ type Options struct {
 	// a failed batch and after losing the notification connection (default
 	// 100ms and 30s).
 	RetryMin, RetryMax time.Duration
+	// Coalesce is how long a listener woken by a notification waits for more
+	// before it reads (default 5ms; negative: not at all). Under a steady
+	// stream of commits, each a notification, it turns one transaction per
+	// commit per listener into one per Coalesce, in bigger batches, for a
+	// read model at most this much later.
+	Coalesce time.Duration
 	// NoListen turns notifications off: listeners then wake only by polling.
 	// For connection poolers that cannot LISTEN (PgBouncer in transaction mode).
 	NoListen bool
@@ -84,6 +90,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LeaseDuration < 3*time.Millisecond {
 		o.LeaseDuration = 3 * time.Millisecond // renewals every LeaseDuration/3 need a positive period
+	}
+	if o.Coalesce == 0 {
+		o.Coalesce = 5 * time.Millisecond
 	}
 	if o.RetryMin <= 0 {
 		o.RetryMin = 100 * time.Millisecond

@@ -175,6 +175,10 @@ func (rn *runner) lead(ctx context.Context, log *slog.Logger) bool {
 	retry := time.NewTimer(0)
 	retry.Stop()
 	defer retry.Stop()
+	coalesce := time.NewTimer(0)
+	coalesce.Stop()
+	defer coalesce.Stop()
+	coalescing := false
 
 	failures, due := 0, true
 	for {
@@ -205,17 +209,29 @@ func (rn *runner) lead(ctx context.Context, log *slog.Logger) bool {
 		// While backing off, only the retry timer (and the lease) count:
 		// appends must not hurry a failing listener.
 		var wake, control <-chan struct{}
-		var polled, retried <-chan time.Time
+		var polled, retried, coalesced <-chan time.Time
 		if failures > 0 {
 			retried = retry.C
 		} else {
 			wake, control, polled = rn.wake, rn.control, poll.C
+			if coalescing {
+				coalesced = coalesce.C
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return false
 		case <-wake:
-			due = true
+			switch {
+			case o.Coalesce < 0:
+				due = true
+			case !coalescing:
+				// More commits are likely on their way: take them together.
+				coalescing = true
+				coalesce.Reset(o.Coalesce)
+			}
+		case <-coalesced:
+			coalescing, due = false, true
 		case <-control:
 			due = true
 		case <-polled:

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -65,6 +66,19 @@ func newAdmin(ctx context.Context, d adminDeps) (http.Handler, error) {
 		return nil, err
 	}
 	e.Any("/riverui/*path", gin.WrapH(ui))
+	// Profiles, for finding where time goes in a running server.
+	e.GET("/debug/pprof/*profile", gin.WrapF(func(w http.ResponseWriter, r *http.Request) {
+		switch name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/"); name {
+		case "profile":
+			pprof.Profile(w, r)
+		case "trace":
+			pprof.Trace(w, r)
+		case "":
+			pprof.Index(w, r)
+		default:
+			pprof.Handler(name).ServeHTTP(w, r)
+		}
+	}))
 	httpapi.RegisterDCB(e, d.store, d.logger)
 	return e, nil
 }
