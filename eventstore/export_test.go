@@ -34,3 +34,6 @@ func ReadArgs(q Query, opts ReadOptions) []any {
 
 // Queued returns the number of appends waiting for the group commit.
 func (s *Store) Queued() int { return len(s.queue) }
+
+// TagKey is the lookup key of a tag-only query item.
+func TagKey(tag string) int64 { return tagKey(tag) }

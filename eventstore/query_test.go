@@ -151,3 +151,41 @@ func TestStreamPages(t *testing.T) {
 	require.Equal(t, span(first+3, first+18), collect(eventstore.ReadOptions{From: first + 3, Limit: 16}))
 	require.Equal(t, span(first+20, first+5), collect(eventstore.ReadOptions{From: first + 20, Limit: 16, Backwards: true}))
 }
+
+// TestKeyCollisionNeverChangesAnAnswer forges what a 64-bit hash collision
+// would do: a lookup key of tag t pointing at an event without t. Reads must
+// not return that event, and a limited page must still be full.
+func TestKeyCollisionNeverChangesAnAnswer(t *testing.T) {
+	t.Parallel()
+	s := eventstoretest.NewStore(t, eventstore.Options{})
+	ctx := context.Background()
+	tag := fresh("t")
+	var positions []int64
+	for i := range 4 {
+		res, err := s.Append(ctx, []eventstore.Event{ev("A", tag)}, nil)
+		require.NoError(t, err)
+		positions = append(positions, res.Position)
+		if i == 1 { // a foreign event between the second and the third
+			other, err := s.Append(ctx, []eventstore.Event{ev("B", fresh("other"))}, nil)
+			require.NoError(t, err)
+			_, err = s.Pool().Exec(ctx, "INSERT INTO event_keys (key, position) VALUES ($1, $2)", eventstore.TagKey(tag), other.Position)
+			require.NoError(t, err)
+		}
+	}
+	q := query(item{Tags: []string{tag}})
+	all, err := s.Read(ctx, q, eventstore.ReadOptions{})
+	require.NoError(t, err)
+	got := make([]int64, len(all))
+	for i, e := range all {
+		got[i] = e.Position
+	}
+	require.Equal(t, positions, got)
+	page, err := s.Read(ctx, q, eventstore.ReadOptions{Limit: 3})
+	require.NoError(t, err)
+	require.Len(t, page, 3, "the page is completed past the collision")
+	require.Equal(t, positions[2], page[2].Position)
+	back, err := s.Read(ctx, q, eventstore.ReadOptions{Limit: 3, Backwards: true})
+	require.NoError(t, err)
+	require.Len(t, back, 3)
+	require.Equal(t, positions[1], back[2].Position)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"math"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -100,15 +101,34 @@ func (s *Store) read(ctx context.Context, db querier, q Query, opts ReadOptions)
 	case opts.Limit < 0:
 		return nil, invalid("options.limit", "must not be negative")
 	}
-	rows, err := db.Query(ctx, readSQL, readArgs(q, opts)...)
-	if err != nil {
-		return nil, translate("read", err)
+	var events []StoredEvent
+	for {
+		rows, err := db.Query(ctx, readSQL, readArgs(q, opts)...)
+		if err != nil {
+			return nil, translate("read", err)
+		}
+		page, err := pgx.CollectRows(rows, scanEvent)
+		if err != nil {
+			return nil, translate("read", err)
+		}
+		// Items of at most one tag are answered from their 64-bit lookup
+		// key alone: a collision must not hand over a wrong event. Nor may
+		// it shorten a limited page, which callers read as "no more": the
+		// page is then completed from where it stopped, as Stream would.
+		kept := slices.DeleteFunc(slices.Clone(page), func(e StoredEvent) bool { return !q.Matches(e.Type, e.Tags) })
+		events = append(events, kept...)
+		if opts.Limit == 0 || len(page) < opts.Limit || len(kept) == len(page) {
+			return events, nil
+		}
+		last := page[len(page)-1].Position
+		if opts.Limit -= len(kept); opts.Backwards {
+			if opts.From = last - 1; opts.From < 1 {
+				return events, nil
+			}
+		} else {
+			opts.From = last + 1
+		}
 	}
-	events, err := pgx.CollectRows(rows, scanEvent)
-	if err != nil {
-		return nil, translate("read", err)
-	}
-	return events, nil
 }
 
 func scanEvent(row pgx.CollectableRow) (StoredEvent, error) {
