@@ -40,13 +40,7 @@ var clearCart = decide.Decider[cart, ClearCart]{
 
 // POST /clearcart/{cart_id}, no body needed.
 func (s *Service) clearCartHandler(c *gin.Context) {
-	var req struct {
-		CartID *string `json:"cart_id"`
-	}
-	if !decodeOptional(c, &req) {
-		return
-	}
-	id, ok := pathID(c, "cart_id", req.CartID)
+	id, ok := cartOnlyRequest(c)
 	if !ok {
 		return
 	}

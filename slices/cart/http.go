@@ -162,6 +162,18 @@ var rules = []struct {
 	{ErrCartAlreadySubmitted, "cart_already_submitted"},
 }
 
+// cartOnlyRequest reads the cart id of a command whose body is optional and
+// holds at most the cart id: {"cart_id"}.
+func cartOnlyRequest(c *gin.Context) (uuid.UUID, bool) {
+	var req struct {
+		CartID *string `json:"cart_id"`
+	}
+	if !decodeOptional(c, &req) {
+		return uuid.Nil, false
+	}
+	return pathID(c, "cart_id", req.CartID)
+}
+
 // decodeOptional decodes a body that may be empty.
 func decodeOptional(c *gin.Context, dst any) bool {
 	b, err := io.ReadAll(c.Request.Body)

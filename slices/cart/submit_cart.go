@@ -138,13 +138,7 @@ func productsOf(c cart) []uuid.UUID {
 
 // POST /submitcart/{cart_id}
 func (s *Service) submitCartHandler(c *gin.Context) {
-	var req struct {
-		CartID *string `json:"cart_id"`
-	}
-	if !decodeOptional(c, &req) {
-		return
-	}
-	id, ok := pathID(c, "cart_id", req.CartID)
+	id, ok := cartOnlyRequest(c)
 	if !ok {
 		return
 	}
