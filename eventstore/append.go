@@ -220,7 +220,7 @@ func batchArgs(stmts []*appendStatement) []any {
 	}
 	later, earlier := dependencies(stmts)
 	return []any{
-		evAppend, ids, types, tagsLo, tagsHi, nonNil(tags), data, meta,
+		evAppend, uuidArray(ids), types, tagsLo, tagsHi, nonNil(tags), data, meta,
 		keyEvent, keys, after, matchAll, idsGiven,
 		nonNil(pAppend), nonNil(pKeys), nonNil(pTypesLo), nonNil(pTypesHi),
 		nonNil(pTagsLo), nonNil(pTagsHi), nonNil(pTypes), nonNil(pTags),
@@ -263,6 +263,17 @@ func dependencies(stmts []*appendStatement) (later, earlier []int32) {
 		}
 	}
 	return later, earlier
+}
+
+// uuidArray passes ids to pgx as plain 16-byte arrays: uuid.UUID implements
+// driver.Valuer, which pgx prefers, and which turns every id into a string
+// and back.
+func uuidArray(ids []uuid.UUID) [][16]byte {
+	out := make([][16]byte, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
 }
 
 // nonNil keeps empty arrays from being sent as SQL NULL.

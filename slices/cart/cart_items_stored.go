@@ -1,11 +1,13 @@
 package cart
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
@@ -22,8 +24,11 @@ import (
 //	CartItemRemoved, ItemArchived   → the item is gone
 //	CartCleared                     → every item is gone
 //
-// Deletions only take items added before them, and inserts do nothing for a
-// row that exists, so applying an event twice changes nothing.
+// A batch of events is applied as its net effect, in four statements
+// whatever its size: what the batch adds and removes itself is settled in
+// memory, in position order; then rows of earlier batches are deleted (only
+// rows added before the deleting event), and the survivors inserted (a row
+// that exists is left as it is). Applying an event twice changes nothing.
 const CartItemsReadModel = "cart_items"
 
 // CartItemsListener is the listener that keeps the read model.
@@ -42,29 +47,96 @@ func CartItemsListener() listeners.Listener {
 }
 
 func applyCartItems(ctx context.Context, tx pgx.Tx, events []eventstore.StoredEvent) error {
-	b := &pgx.Batch{}
+	type key struct{ cart, item uuid.UUID }
+	type added struct {
+		CartItemAdded
+		position int64
+	}
+	carts := map[uuid.UUID]int64{}   // cart → first position seen in this batch
+	adds := map[key]added{}          // items added in this batch and still there
+	removed := map[key]int64{}       // item → last removal (of earlier rows) in this batch
+	cleared := map[uuid.UUID]int64{} // cart → last clear in this batch
 	for _, e := range events {
 		v, err := Events.Decode(e)
 		if err != nil {
 			return fmt.Errorf("cart_items: event at %d: %w", e.Position, err)
 		}
+		var gone key
 		switch v := v.(type) {
 		case CartCreated:
-			b.Queue(`INSERT INTO cart_items_carts (cart_id, position) VALUES ($1, $2) ON CONFLICT DO NOTHING`, v.CartID, e.Position)
+			carts[v.CartID] = min(e.Position, cmp.Or(carts[v.CartID], e.Position))
+			continue
 		case CartItemAdded:
-			b.Queue(`INSERT INTO cart_items_carts (cart_id, position) VALUES ($1, $2) ON CONFLICT DO NOTHING`, v.CartID, e.Position)
-			b.Queue(`INSERT INTO cart_items (cart_id, item_id, product_id, description, image, price, fingerprint, added_position)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
-				v.CartID, v.ItemID, v.ProductID, v.Description, v.Image, v.Price.String(), v.Fingerprint, e.Position)
+			carts[v.CartID] = min(e.Position, cmp.Or(carts[v.CartID], e.Position))
+			adds[key{v.CartID, v.ItemID}] = added{v, e.Position}
+			continue
 		case CartItemRemoved:
-			b.Queue(`DELETE FROM cart_items WHERE cart_id = $1 AND item_id = $2 AND added_position < $3`, v.CartID, v.ItemID, e.Position)
+			gone = key{v.CartID, v.ItemID}
 		case ItemArchived:
-			b.Queue(`DELETE FROM cart_items WHERE cart_id = $1 AND item_id = $2 AND added_position < $3`, v.CartID, v.ItemID, e.Position)
+			gone = key{v.CartID, v.ItemID}
 		case CartCleared:
-			b.Queue(`DELETE FROM cart_items WHERE cart_id = $1 AND added_position < $2`, v.CartID, e.Position)
+			for k := range adds {
+				if k.cart == v.CartID {
+					delete(adds, k)
+				}
+			}
+			cleared[v.CartID] = e.Position
+			continue
 		}
+		delete(adds, gone)
+		removed[gone] = e.Position
 	}
+
+	b := &pgx.Batch{}
+	var rmCarts, rmItems []uuid.UUID
+	var rmBefore []int64
+	for k, p := range removed {
+		rmCarts, rmItems, rmBefore = append(rmCarts, k.cart), append(rmItems, k.item), append(rmBefore, p)
+	}
+	b.Queue(`DELETE FROM cart_items c USING unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS d(cart_id, item_id, before)
+		WHERE c.cart_id = d.cart_id AND c.item_id = d.item_id AND c.added_position < d.before`, bytes16(rmCarts), bytes16(rmItems), rmBefore)
+	var clCarts []uuid.UUID
+	var clBefore []int64
+	for c, p := range cleared {
+		clCarts, clBefore = append(clCarts, c), append(clBefore, p)
+	}
+	b.Queue(`DELETE FROM cart_items c USING unnest($1::uuid[], $2::bigint[]) AS d(cart_id, before)
+		WHERE c.cart_id = d.cart_id AND c.added_position < d.before`, bytes16(clCarts), clBefore)
+	var cartIDs []uuid.UUID
+	var cartPositions []int64
+	for c, p := range carts {
+		cartIDs, cartPositions = append(cartIDs, c), append(cartPositions, p)
+	}
+	b.Queue(`INSERT INTO cart_items_carts (cart_id, position) SELECT * FROM unnest($1::uuid[], $2::bigint[])
+		ON CONFLICT DO NOTHING`, bytes16(cartIDs), cartPositions)
+	var a struct {
+		carts, items, products       []uuid.UUID
+		descriptions, images, prices []string
+		fingerprints                 []string
+		positions                    []int64
+	}
+	for _, it := range adds {
+		a.carts, a.items, a.products = append(a.carts, it.CartID), append(a.items, it.ItemID), append(a.products, it.ProductID)
+		a.descriptions, a.images = append(a.descriptions, it.Description), append(a.images, it.Image)
+		a.prices, a.fingerprints = append(a.prices, it.Price.String()), append(a.fingerprints, it.Fingerprint)
+		a.positions = append(a.positions, it.position)
+	}
+	b.Queue(`INSERT INTO cart_items (cart_id, item_id, product_id, description, image, price, fingerprint, added_position)
+		SELECT c, i, p, d, im, pr::numeric, f, pos
+		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+			AS a(c, i, p, d, im, pr, f, pos)
+		ON CONFLICT DO NOTHING`, bytes16(a.carts), bytes16(a.items), bytes16(a.products), a.descriptions, a.images, a.prices, a.fingerprints, a.positions)
 	return tx.SendBatch(ctx, b).Close()
+}
+
+// bytes16 passes ids to pgx as plain 16-byte arrays, which it encodes
+// directly (uuid.UUID goes through driver.Valuer: a string and back).
+func bytes16(ids []uuid.UUID) [][16]byte {
+	out := make([][16]byte, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
 }
 
 // GET /{cart_id}/cartitemsfromdb
