@@ -119,8 +119,8 @@ func (r *retirable) OnBrokerE2E(meta kgo.BrokerMetadata, key int16, e2e kgo.Brok
 	}
 }
 
-func (h *health) state() (connected bool, lastErr error, lastErrAt time.Time) {
+func (h *health) state() (connected bool, lastErrAt time.Time, lastErr error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.connected, h.lastErr, h.lastErrAt
+	return h.connected, h.lastErrAt, h.lastErr
 }

@@ -65,7 +65,7 @@ type PartitionFailure struct {
 // safe for concurrent use.
 func (c *Consumer) Status(ctx context.Context) (ConsumerStatus, error) {
 	st := ConsumerStatus{Group: c.opts.Group, Running: c.running.Load(), Redelivered: c.redelivered.Load()}
-	st.Connected, st.LastError, st.LastErrorAt = c.health.state()
+	st.Connected, st.LastErrorAt, st.LastError = c.health.state()
 
 	stored, err := c.storedOffsets(ctx)
 	if err != nil {

@@ -164,12 +164,10 @@ func TestReplayOfCartsWithProductsArchivesNothingTwice(t *testing.T) {
 	t.Parallel()
 	s := StartServer(t, ServerOptions{})
 	p := newID()
-	var items []uuid.UUID
 	for range 3 {
-		c, item := newID(), newID()
-		s.addItem(t, c, item, p, "2")
+		c := newID()
 		s.addItem(t, c, newID(), p, "2")
-		items = append(items, item)
+		s.addItem(t, c, newID(), p, "2")
 	}
 	changed := position(t, s.Post(t, "/changeprice/"+p.String(), map[string]any{"product_id": p, "old_price": "2", "new_price": "3"}))
 	eventually(t, publishWait, func() error {

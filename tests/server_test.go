@@ -13,13 +13,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -62,17 +60,13 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// goTool is the go command of the toolchain that runs the tests.
+// goTool is the go command of the toolchain that runs the tests: `go test`
+// puts its own GOROOT/bin first on the PATH of the test binary.
 func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return "go"
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+	return filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 }
 
 // ServerOptions configure one server process. The zero value starts a
@@ -635,8 +629,6 @@ func eventually(t testing.TB, within time.Duration, cond func() error) {
 		<-tick.C
 	}
 }
-
-var errNotYet = errors.New("not yet")
 
 // withPoolSize sets pool_max_conns on a database URL unless it has one.
 func withPoolSize(url string, n int) string {

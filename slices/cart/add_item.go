@@ -31,7 +31,8 @@ type AddItem struct {
 }
 
 var (
-	ErrCartFull          = errors.New("Cannot add item. Cart is full (max 3 items).")
+	// ErrCartFull's message is cart.md's, word for word.
+	ErrCartFull          = errors.New("Cannot add item. Cart is full (max 3 items).") //lint:ignore ST1005 the spec's message
 	ErrItemAlreadyInCart = errors.New("the item is already in the cart")
 	ErrOutOfStock        = errors.New("out of stock")
 )
