@@ -320,6 +320,19 @@ func execAppends(ctx context.Context, q querier, stmts []*appendStatement) ([]ou
 	return outs, nil
 }
 
+// commitEach commits the appends of a failed batch one by one, so that one
+// append's failure does not fail its neighbours. The batch may have
+// committed all the same (the answer lost with the connection): its ids are
+// fixed since prepare, so each append first looks for its own events and,
+// finding them all, answers their position instead of appending again or
+// failing its condition on its own events.
+func (s *Store) commitEach(batch []*pending) {
+	for _, p := range batch {
+		p.stmt.idsGiven = true
+		s.commit([]*pending{p})
+	}
+}
+
 // pending is an append waiting for the group-commit goroutine.
 type pending struct {
 	ctx  context.Context
@@ -421,12 +434,7 @@ func (s *Store) commit(batch []*pending) {
 	}
 	outs, err := execAppends(ctx, s.pool, stmts)
 	if err != nil && len(live) > 1 {
-		// One append's failure must not fail its neighbours: commit each on its
-		// own. Safe even if the batch did commit, because ids are fixed and a
-		// repeated append is idempotent.
-		for _, p := range live {
-			s.commit([]*pending{p})
-		}
+		s.commitEach(live)
 		return
 	}
 	for i, p := range live {

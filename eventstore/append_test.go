@@ -132,6 +132,34 @@ func TestIdempotentRetry(t *testing.T) {
 	require.Len(t, stored, 3, "a partly reused batch stores nothing")
 }
 
+// TestLostBatchAnswerIsRetriedIdempotently: when a group-commit batch fails
+// after it committed (the connection dropped before the answer came), the
+// committer retries its appends one by one. Their ids were generated, not
+// given, yet each retry must find its own events and answer their position:
+// not append them again, and not fail its condition on them.
+func TestLostBatchAnswerIsRetriedIdempotently(t *testing.T) {
+	t.Parallel()
+	s := eventstoretest.NewStore(t, eventstore.Options{})
+	ctx := context.Background()
+	a, b := fresh("a"), fresh("b")
+	qa, qb := query(item{Tags: []string{a}}), query(item{Tags: []string{b}})
+	res, errs := s.CommitBatchLosingTheAnswer(ctx,
+		[][]eventstore.Event{{ev("Opened", a)}, {ev("Opened", b), ev("Changed", b)}, {ev("Logged")}},
+		[]*eventstore.AppendCondition{cond(qa, 0), cond(qb, 0), nil})
+	for i, err := range errs {
+		require.NoError(t, err, "append %d of the batch", i)
+	}
+	for i, q := range []eventstore.Query{qa, qb} {
+		stored, err := s.Read(ctx, q, eventstore.ReadOptions{})
+		require.NoError(t, err)
+		require.Len(t, stored, i+1, "each event stored once")
+		require.Equal(t, stored[i].Position, res[i].Position, "the retry answers the batch's position")
+	}
+	logged, err := s.Read(ctx, query(item{Types: []string{"Logged"}}), eventstore.ReadOptions{From: res[0].Position})
+	require.NoError(t, err)
+	require.Len(t, logged, 1, "the unconditional append is not repeated")
+}
+
 // TestBadInputIsRefusedBeforeWriting: every malformed append or read fails
 // with an *InputError naming the field, and the log does not change.
 func TestBadInputIsRefusedBeforeWriting(t *testing.T) {

@@ -37,3 +37,31 @@ func (s *Store) Queued() int { return len(s.queue) }
 
 // TagKey is the lookup key of a tag-only query item.
 func TagKey(tag string) int64 { return tagKey(tag) }
+
+// CommitBatchLosingTheAnswer commits appends as one batch, as the
+// group-commit goroutine does, then acts as if the answer had been lost with
+// the connection: it retries them one by one as the committer does after a
+// failed batch, and returns what each caller is told.
+func (s *Store) CommitBatchLosingTheAnswer(ctx context.Context, events [][]Event, conds []*AppendCondition) ([]AppendResult, []error) {
+	batch := make([]*pending, len(events))
+	stmts := make([]*appendStatement, len(events))
+	for i := range events {
+		st, err := s.prepare(ctx, events[i], conds[i])
+		if err != nil {
+			panic(err)
+		}
+		stmts[i] = st
+		batch[i] = &pending{ctx: ctx, stmt: st, done: make(chan outcome, 1)}
+	}
+	if _, err := execAppends(ctx, s.pool, stmts); err != nil {
+		panic(err)
+	}
+	s.commitEach(batch)
+	res, errs := make([]AppendResult, len(batch)), make([]error, len(batch))
+	for i, p := range batch {
+		out := <-p.done
+		res[i], errs[i] = out.res, out.err
+	}
+	return res, errs
+}
+
