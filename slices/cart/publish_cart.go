@@ -144,6 +144,18 @@ func publishDeadline(created time.Time, budget time.Duration, now time.Time) tim
 	return later(created.Add(budget), now.Add(minPublishAttempt))
 }
 
+// publishBackoff is the work queue's exponential backoff capped at a
+// sixtieth of the budget (at least a second): the queue gives up once the
+// next retry would start after the budget, so an uncapped doubling (2048 s
+// after the twelfth failure) would end a one-hour budget after some
+// 35 minutes; capped, the last retry starts within the budget's final minute.
+func publishBackoff(budget time.Duration) func(attempt int) time.Duration {
+	limit := max(budget/60, time.Second)
+	return func(attempt int) time.Duration {
+		return min(workqueue.DefaultBackoff(attempt), limit)
+	}
+}
+
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -176,6 +188,7 @@ func (s *Service) RegisterJobs(q *workqueue.Queue, budget time.Duration) {
 		Work:        s.publish,
 		MaxAttempts: 30_000, // the budget is the duration
 		MaxDuration: budget,
+		Backoff:     publishBackoff(budget),
 		GiveUp:      s.publicationFailed,
 	})
 }

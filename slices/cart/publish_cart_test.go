@@ -37,6 +37,23 @@ func TestPublishDeadline(t *testing.T) {
 	}
 }
 
+// TestPublishRetriesUntilTheBudgetsLastMinute: the work queue gives up when
+// the next retry would start after the budget; publication's backoff grows
+// as the queue's default does but never past a sixtieth of the budget, so
+// with the broker away a cart is retried into the budget's last minute, not
+// given up half an hour early.
+func TestPublishRetriesUntilTheBudgetsLastMinute(t *testing.T) {
+	t.Parallel()
+	backoff := publishBackoff(time.Hour)
+	require.GreaterOrEqual(t, backoff(1), time.Second, "the first retry waits as the default does")
+	require.Less(t, backoff(1), 2*time.Second)
+	for n := 1; n <= 100; n++ {
+		require.LessOrEqual(t, backoff(n), time.Minute, "retry after attempt %d", n)
+	}
+	require.Equal(t, time.Minute, backoff(30), "late retries wait the cap")
+	require.Equal(t, time.Second, publishBackoff(10*time.Second)(5), "never below a second")
+}
+
 // TestPublishAttemptEndsWithTheBudget: with the broker away, an attempt to
 // publish ends at the end of the job's budget, not at the producer's own
 // timeout (30 s), which used to stretch a short PUBLISH_BUDGET to that.
