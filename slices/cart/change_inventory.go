@@ -110,17 +110,28 @@ func decodeMessage(value []byte, dst any) error {
 }
 
 // appendTranslated appends the event of a Kafka message in the consumer's
-// transaction. Its id is derived from the message's coordinates, so even a
-// message consumed twice (the offsets table restored from a backup, say)
-// is stored once.
+// transaction. Its id is derived from the message (see messageEventID), so
+// even a message consumed twice (the offsets table restored from a backup,
+// say) is stored once.
 func (s *Service) appendTranslated(ctx context.Context, tx pgx.Tx, rec kafkabridge.Record, v any) error {
 	e, err := Events.Encode(v)
 	if err != nil {
 		return reject(err)
 	}
-	e.ID = uuid.NewSHA1(kafkaNamespace, fmt.Appendf(nil, "%s/%d/%d", rec.Topic, rec.Partition, rec.Offset))
+	e.ID = messageEventID(rec)
 	_, err = s.Store.AppendTx(ctx, tx, []eventstore.Event{e}, nil)
 	return err
+}
+
+// messageEventID names a message by its coordinates, timestamp, key and
+// value: the same message delivered again gets the same id, while a
+// different message at the same coordinates (a broker that lost its data
+// hands out offsets again) gets another, instead of passing for a retry of
+// the old one and vanishing.
+func messageEventID(rec kafkabridge.Record) uuid.UUID {
+	name := fmt.Appendf(nil, "%s/%d/%d/%d/%d/", rec.Topic, rec.Partition, rec.Offset, rec.Timestamp.UnixMilli(), len(rec.Key))
+	name = append(name, rec.Key...)
+	return uuid.NewSHA1(kafkaNamespace, append(name, rec.Value...))
 }
 
 // kafkaNamespace is the UUID namespace of events translated from Kafka.

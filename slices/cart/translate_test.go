@@ -12,7 +12,7 @@ import (
 )
 
 // TestTranslators: Kafka messages become events, with ids derived from the
-// message's coordinates; malformed or invalid ones are rejected; fields the
+// message's coordinates and content; malformed or invalid ones are rejected; fields the
 // spec does not name are ignored (other systems produce these messages).
 func TestTranslators(t *testing.T) {
 	t.Parallel()
@@ -48,9 +48,15 @@ func TestTranslators(t *testing.T) {
 	v, err := Events.Decode(e)
 	require.NoError(t, err)
 	require.Equal(t, InventoryChanged{ProductID: p, Inventory: 7}, v)
-	again, err := translate("inventories", `{"product_uuid":"`+p.String()+`","inventory":7}`)
+	again, err := translate("inventories", `{"product_uuid":"`+p.String()+`","inventory":7,"warehouse":"north"}`)
 	require.NoError(t, err)
-	require.Equal(t, e.Position, again.Position, "the same coordinates are the same event: stored once")
+	require.Equal(t, e.Position, again.Position, "the same message redelivered is the same event: stored once")
+	reused, err := translate("inventories", `{"product_uuid":"`+p.String()+`","inventory":8}`)
+	require.NoError(t, err)
+	require.Greater(t, reused.Position, e.Position, "another message at the same coordinates (a broker that lost its data reuses offsets) is a new event")
+	v, err = Events.Decode(reused)
+	require.NoError(t, err)
+	require.Equal(t, InventoryChanged{ProductID: p, Inventory: 8}, v)
 
 	e, err = translate("price-changes", `{"product_uuid":"`+p.String()+`","old_price":"1.50","new_price":2}`)
 	require.NoError(t, err)
