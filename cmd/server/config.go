@@ -202,17 +202,31 @@ func (c Config) validate(errs []error) error {
 // devDatabaseURL is the URL init_dev.sh recorded in .dev/env, when the server
 // runs from the repository, else the default local database.
 func devDatabaseURL() string {
-	f, err := os.Open(devEnvFile)
-	if err == nil {
+	if f, err := os.Open(devEnvFile); err == nil {
 		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "DATABASE_URL="); ok {
-				return v
-			}
+		if url := envFileURL(f); url != "" {
+			return url
 		}
 	}
 	return "postgres://postgres@127.0.0.1:5432/dcbkit?sslmode=disable"
+}
+
+// envFileURL reads DATABASE_URL from an env file as init_dev.sh writes it:
+// bare, or in single quotes (with ' written '\”) when the URL holds a
+// character the shell would interpret, such as the & between parameters.
+func envFileURL(r io.Reader) string {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		v, ok := strings.CutPrefix(sc.Text(), "DATABASE_URL=")
+		if !ok {
+			continue
+		}
+		if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
+			v = strings.ReplaceAll(v[1:len(v)-1], `'\''`, "'")
+		}
+		return v
+	}
+	return ""
 }
 
 func defaultReplicaID() string {

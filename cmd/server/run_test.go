@@ -96,6 +96,20 @@ func TestHealthcheck(t *testing.T) {
 	require.JSONEq(t, `{"status":"ok"}`, string(body))
 }
 
+// TestEnvFileURL: the server reads .dev/env as init_dev.sh writes it,
+// quoted when the URL holds shell characters.
+func TestEnvFileURL(t *testing.T) {
+	t.Parallel()
+	for file, want := range map[string]string{
+		"DATABASE_URL=postgres://u@h:5432/d?sslmode=disable\n":       "postgres://u@h:5432/d?sslmode=disable",
+		"X=1\nDATABASE_URL='postgres://u@h/d?sslmode=disable&x=1'\n": "postgres://u@h/d?sslmode=disable&x=1",
+		"DATABASE_URL='postgres://u:it'\\''s@h/d?a=1&b=2'\n":         "postgres://u:it's@h/d?a=1&b=2",
+		"OTHER=1\n": "",
+	} {
+		require.Equal(t, want, envFileURL(strings.NewReader(file)), "%q", file)
+	}
+}
+
 func TestConfig(t *testing.T) {
 	t.Parallel()
 	env := func(vars map[string]string) func(string) string {
