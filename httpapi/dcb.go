@@ -3,12 +3,14 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"iter"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/dcbkit/dcbkit/eventstore"
 )
@@ -39,6 +41,9 @@ type dcbReadOptions struct {
 }
 
 type dcbEvent struct {
+	// ID is optional: a client that gives ids can retry an append whose
+	// answer it did not get, and the events are stored once.
+	ID   string   `json:"id"`
 	Type string   `json:"type"`
 	Tags []string `json:"tags"`
 	Data string   `json:"data"`
@@ -168,6 +173,15 @@ func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logg
 	events := make([]eventstore.Event, len(req.Events))
 	for i, e := range req.Events {
 		events[i] = eventstore.Event{Type: e.Type, Tags: e.Tags, Data: []byte(e.Data)}
+		if e.ID == "" {
+			continue
+		}
+		id, err := uuid.Parse(e.ID)
+		if err != nil || id == uuid.Nil {
+			Error(c, http.StatusBadRequest, "invalid_request", fmt.Sprintf("events[%d].id: want a UUID other than the nil UUID, got %q", i, e.ID))
+			return
+		}
+		events[i].ID = id
 	}
 	var cond *eventstore.AppendCondition
 	if req.Condition != nil {

@@ -115,6 +115,32 @@ func TestDCBRoundTrip(t *testing.T) {
 	require.Equal(t, res.Position+1, ok.Position)
 }
 
+// TestDCBRetryWithIDs: a client that gives its events ids can retry an
+// append whose answer it lost: the retry answers the first append's
+// position and stores nothing, even with a condition the first append's
+// events would now fail; ids used by another append are refused.
+func TestDCBRetryWithIDs(t *testing.T) {
+	t.Parallel()
+	h, store := dcbServer(t)
+	tag := "course:" + uuid.NewString()
+	payload := fmt.Sprintf(`{"events":[{"id":%q,"type":"CourseDefined","tags":[%q],"data":""}],
+		"condition":{"failIfEventsMatch":{"items":[{"tags":[%q]}]},"after":0}}`, uuid.NewString(), tag, tag)
+	status, first, _ := dcbAppend(t, h, payload)
+	require.Equal(t, 200, status)
+	require.False(t, *first.ConditionFailed)
+	status, again, _ := dcbAppend(t, h, payload)
+	require.Equal(t, 200, status)
+	require.False(t, *again.ConditionFailed, "the retry does not fail on its own events")
+	require.Equal(t, first.Position, again.Position)
+
+	q := eventstore.Query{Items: []eventstore.QueryItem{{Tags: []string{tag}}}}
+	stored, err := store.Read(context.Background(), q, eventstore.ReadOptions{})
+	require.NoError(t, err)
+	require.Len(t, stored, 1, "stored once")
+	_, _, b := dcbAppend(t, h, fmt.Sprintf(`{"events":[{"id":%q,"type":"Other","data":""},{"type":"Other","data":""}]}`, stored[0].ID))
+	require.Equal(t, "id_reused", b.Code)
+}
+
 // TestDCBRefusesMalformedInput: every malformed request is a 400 (413 for
 // size) with a code and a message, and nothing is written.
 func TestDCBRefusesMalformedInput(t *testing.T) {
@@ -133,6 +159,8 @@ func TestDCBRefusesMalformedInput(t *testing.T) {
 		{"TooManyTags", `{"events":[{"type":"A","tags":["a","b","c","d","e"],"data":""}]}`, "events[0].tags: has 5 tags, the limit is 4"},
 		{"TooManyEvents", `{"events":[` + strings.TrimSuffix(strings.Repeat(`{"type":"A","data":""},`, 11), ",") + `]}`, "events: has 11 events, the limit is 10"},
 		{"DataNotString", `{"events":[{"type":"A","data":{"x":1}}]}`, `field "events.data": expected a string`},
+		{"InvalidID", `{"events":[{"type":"A","data":""},{"id":"not-a-uuid","type":"A","data":""}]}`, `events[1].id: want a UUID`},
+		{"NilID", `{"events":[{"id":"00000000-0000-0000-0000-000000000000","type":"A","data":""}]}`, `events[0].id: want a UUID other than the nil UUID`},
 		{"ConditionWithoutQuery", `{"events":[{"type":"A","data":""}],"condition":{"after":1}}`, "condition.failIfEventsMatch: required"},
 		{"ConditionEmptyType", `{"events":[{"type":"A","data":""}],"condition":{"failIfEventsMatch":{"items":[{"types":[""]}]}}}`, "condition.failIfEventsMatch.items[0].types[0]: must not be empty"},
 		{"NegativeAfter", `{"events":[{"type":"A","data":""}],"condition":{"failIfEventsMatch":{"items":[]},"after":-1}}`, "condition.after"},
