@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 
 	"github.com/dcbkit/dcbkit/eventstore"
@@ -139,27 +140,20 @@ func bytes16(ids []uuid.UUID) [][16]byte {
 	return out
 }
 
-// GET /{cart_id}/cartitemsfromdb
-func (s *Service) cartItemsStoredHandler(c *gin.Context) {
-	id, ok := pathID(c, "cart_id", nil)
-	if !ok || !s.ReadModels.Await(c, CartItemsReadModel) {
-		return
-	}
-	ctx := c.Request.Context()
+// readStoredCartItems reads a cart from the cart_items read model;
+// ErrCartNotFound if the model holds no such cart.
+func readStoredCartItems(ctx context.Context, pool *pgxpool.Pool, id uuid.UUID) (CartItems, error) {
 	var exists bool
-	if err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM cart_items_carts WHERE cart_id = $1)`, id).Scan(&exists); err != nil {
-		s.fail(c, err)
-		return
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM cart_items_carts WHERE cart_id = $1)`, id).Scan(&exists); err != nil {
+		return CartItems{}, err
 	}
 	if !exists {
-		s.fail(c, ErrCartNotFound)
-		return
+		return CartItems{}, ErrCartNotFound
 	}
-	rows, err := s.Pool.Query(ctx, `SELECT item_id, product_id, description, image, price::text, fingerprint
+	rows, err := pool.Query(ctx, `SELECT item_id, product_id, description, image, price::text, fingerprint
 		FROM cart_items WHERE cart_id = $1 ORDER BY added_position`, id)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return CartItems{}, err
 	}
 	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (CartItem, error) {
 		var it CartItem
@@ -171,12 +165,25 @@ func (s *Service) cartItemsStoredHandler(c *gin.Context) {
 		return it, err
 	})
 	if err != nil {
-		s.fail(c, err)
-		return
+		return CartItems{}, err
 	}
 	answer := CartItems{CartID: id, TotalPrice: decimal.Zero, Items: items}
 	for _, it := range items {
 		answer.TotalPrice = answer.TotalPrice.Add(it.Price)
+	}
+	return answer, nil
+}
+
+// GET /{cart_id}/cartitemsfromdb
+func (s *Service) cartItemsStoredHandler(c *gin.Context) {
+	id, ok := pathID(c, "cart_id", nil)
+	if !ok || !s.ReadModels.Await(c, CartItemsReadModel) {
+		return
+	}
+	answer, err := readStoredCartItems(c.Request.Context(), s.Pool, id)
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
 	c.JSON(http.StatusOK, answer)
 }

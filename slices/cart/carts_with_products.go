@@ -8,6 +8,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dcbkit/dcbkit/eventstore"
 	"github.com/dcbkit/dcbkit/listeners"
@@ -101,25 +102,31 @@ type CartWithProduct struct {
 	ProductID uuid.UUID `json:"product_id"`
 }
 
+// readCartsWithProduct lists the (cart, item) pairs of a product from the
+// carts_with_products read model.
+func readCartsWithProduct(ctx context.Context, pool *pgxpool.Pool, product uuid.UUID) ([]CartWithProduct, error) {
+	rows, err := pool.Query(ctx, `SELECT cart_id, item_id, product_id FROM carts_with_products
+		WHERE product_id = $1 ORDER BY cart_id, item_id`, product)
+	if err != nil {
+		return nil, err
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[CartWithProduct])
+	if list == nil {
+		list = []CartWithProduct{}
+	}
+	return list, err
+}
+
 // GET /cartswithproducts/{product_id}
 func (s *Service) cartsWithProductsHandler(c *gin.Context) {
 	id, ok := pathID(c, "product_id", nil)
 	if !ok || !s.ReadModels.Await(c, CartsWithProductsReadModel) {
 		return
 	}
-	rows, err := s.Pool.Query(c.Request.Context(), `SELECT cart_id, item_id, product_id FROM carts_with_products
-		WHERE product_id = $1 ORDER BY cart_id, item_id`, id)
+	list, err := readCartsWithProduct(c.Request.Context(), s.Pool, id)
 	if err != nil {
 		s.fail(c, err)
 		return
-	}
-	list, err := pgx.CollectRows(rows, pgx.RowToStructByPos[CartWithProduct])
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	if list == nil {
-		list = []CartWithProduct{}
 	}
 	c.JSON(http.StatusOK, list)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dcbkit/dcbkit/eventstore"
 	"github.com/dcbkit/dcbkit/httpapi"
@@ -47,14 +48,21 @@ func InventoriesListener() listeners.Listener {
 	}
 }
 
+// readInventory reads a product's inventory from the inventories read
+// model; pgx.ErrNoRows if none is known.
+func readInventory(ctx context.Context, pool *pgxpool.Pool, product uuid.UUID) (int, error) {
+	var inventory int
+	err := pool.QueryRow(ctx, `SELECT inventory FROM inventories WHERE product_id = $1`, product).Scan(&inventory)
+	return inventory, err
+}
+
 // GET /inventories/{product_id}
 func (s *Service) inventoryHandler(c *gin.Context) {
 	id, ok := pathID(c, "product_id", nil)
 	if !ok || !s.ReadModels.Await(c, InventoriesReadModel) {
 		return
 	}
-	var inventory int
-	err := s.Pool.QueryRow(c.Request.Context(), `SELECT inventory FROM inventories WHERE product_id = $1`, id).Scan(&inventory)
+	inventory, err := readInventory(c.Request.Context(), s.Pool, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		httpapi.Error(c, http.StatusNotFound, "inventory_not_found", "no inventory is known for this product")
 		return

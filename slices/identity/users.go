@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dcbkit/dcbkit/eventstore"
 	"github.com/dcbkit/dcbkit/listeners"
@@ -74,6 +75,18 @@ type Me struct {
 	LastLoginAt  *time.Time `json:"last_login_at"`
 }
 
+// readMe reads a user from the users read model; ErrUserNotFound if it
+// holds no such user.
+func readMe(ctx context.Context, pool *pgxpool.Pool, id uuid.UUID) (Me, error) {
+	var me Me
+	err := pool.QueryRow(ctx, `SELECT user_id, email, active, registered_at, last_login_at FROM users WHERE user_id = $1`, id).
+		Scan(&me.UserID, &me.Email, &me.Active, &me.RegisteredAt, &me.LastLoginAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Me{}, ErrUserNotFound
+	}
+	return me, err
+}
+
 // GET /users/me (Bearer). The token is checked against the user's current
 // state; the answer waits until the read model has caught up with the user's
 // latest event, a login included (and with ?min_position).
@@ -91,14 +104,7 @@ func (s *Service) meHandler(c *gin.Context) {
 	if !s.ReadModels.AwaitPosition(c, UsersReadModel, latest[0].Position) {
 		return
 	}
-	var me Me
-	err = s.Pool.QueryRow(c.Request.Context(),
-		`SELECT user_id, email, active, registered_at, last_login_at FROM users WHERE user_id = $1`, id).
-		Scan(&me.UserID, &me.Email, &me.Active, &me.RegisteredAt, &me.LastLoginAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		s.fail(c, ErrUserNotFound)
-		return
-	}
+	me, err := readMe(c.Request.Context(), s.Pool, id)
 	if err != nil {
 		s.fail(c, err)
 		return
