@@ -68,6 +68,8 @@ func describe(err error) error {
 			return fmt.Errorf("field %q: expected %s, got JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
 		}
 		return fmt.Errorf("expected %s, got JSON %s", jsonKind(typ.Type.Kind().String()), typ.Value)
+	// encoding/json has no error type for an unknown field (DisallowUnknownFields);
+	// its message is the only way to tell, and TestMiddleware pins it.
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return fmt.Errorf("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
