@@ -1,0 +1,246 @@
+package tests
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+)
+
+// Security scenarios through the real server process: the operator token,
+// the identity tokens, login enumeration, rate limits across replicas,
+// secrets in the log, and SQL injection. Run them with -run Security.
+
+// secret is a fresh random string of 43 URL-safe characters (32 bytes).
+func secret() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// send sends a request to base+path with header; body as Request's (JSON
+// for anything but nil, string and []byte).
+func send(t testing.TB, method, base, path string, header http.Header, body any) Response {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		require.NoError(t, err)
+		r = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, base+path, r)
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if r != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := httpClient.Do(req)
+	require.NoError(t, err, "%s %s", method, path)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+}
+
+// bearer is the header of a bearer token.
+func bearer(token string) http.Header {
+	return http.Header{"Authorization": {"Bearer " + token}}
+}
+
+// eventCount counts the events of a type in the server's log.
+func (s *Server) eventCount(t testing.TB, typ string) int64 {
+	t.Helper()
+	return s.SQL(t, `SELECT count(*) AS n FROM events WHERE type = $1`, typ)[0]["n"].(int64)
+}
+
+// TestSecurityOperatorToken: with ADMIN_TOKEN set, every route of the
+// operator API, and an unknown one, answers 401 to a request without the
+// token, with another token, with the token changed in one byte, with a
+// prefix of it and with it extended, and lets the token through; a refused
+// append writes nothing. (The comparison itself is constant-time: see
+// requireToken in cmd/server/admin.go.)
+func TestSecurityOperatorToken(t *testing.T) {
+	t.Parallel()
+	token := secret()
+	s := StartServer(t, ServerOptions{Env: map[string]string{"ADMIN_TOKEN": token}})
+	flip := func(i int) string { b := []byte(token); b[i] ^= 1; return string(b) }
+	wrong := map[string]http.Header{
+		"none":          nil,
+		"another token": bearer(secret()),
+		"first byte":    bearer(flip(0)),
+		"middle byte":   bearer(flip(len(token) / 2)),
+		"last byte":     bearer(flip(len(token) - 1)),
+		"prefix":        bearer(token[:len(token)-1]),
+		"extended":      bearer(token + "x"),
+		"empty":         bearer(""),
+		"other scheme":  {"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("admin:"+token))}},
+	}
+	appendBody := `{"events":[{"type":"OperatorProbe","tags":["probe:1"],"data":""}]}`
+	routes := []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/healthz", nil},
+		{"GET", "/readyz", nil},
+		{"GET", "/metrics", nil},
+		{"GET", "/listeners", nil},
+		{"GET", "/riverui/", nil},
+		{"GET", "/riverui/api/jobs?state=available", nil},
+		{"GET", "/debug/pprof/", nil},
+		{"GET", "/debug/pprof/goroutine?debug=1", nil},
+		{"GET", "/dcb/read?query=" + url.QueryEscape(`{"items":[]}`), nil},
+		{"POST", "/dcb/append", appendBody},
+	}
+	for _, r := range routes {
+		for name, h := range wrong {
+			res := send(t, r.method, s.Admin, r.path, h, r.body)
+			require.Equal(t, http.StatusUnauthorized, res.Status, "%s %s with %s: %s", r.method, r.path, name, res)
+			require.Equal(t, "unauthorized", res.Code(), "%s %s with %s", r.method, r.path, name)
+			require.NotEmpty(t, res.Header.Get("WWW-Authenticate"))
+		}
+	}
+	// Nor is the token a credential in the URL.
+	res := send(t, "GET", s.Admin, "/listeners?token="+token+"&access_token="+token, nil, nil)
+	require.Equal(t, http.StatusUnauthorized, res.Status, "%s", res)
+	for _, path := range []string{"/debug/pprof/profile", "/debug/pprof/trace", "/nope"} {
+		require.Equal(t, http.StatusUnauthorized, send(t, "GET", s.Admin, path, nil, nil).Status, path)
+	}
+	require.Zero(t, s.eventCount(t, "OperatorProbe"), "no refused append wrote anything")
+
+	for _, r := range routes {
+		res := send(t, r.method, s.Admin, r.path, bearer(token), r.body)
+		require.True(t, res.Status >= 200 && res.Status < 300, "%s %s with the token: %s", r.method, r.path, res)
+	}
+	require.Equal(t, int64(1), s.eventCount(t, "OperatorProbe"))
+}
+
+// forge signs claims with key and method, for the tokens a server must
+// refuse.
+func forge(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	token, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	require.NoError(t, err)
+	return token
+}
+
+// with returns a copy of claims with key set to value, or removed when
+// value is nil.
+func with(claims jwt.MapClaims, key string, value any) jwt.MapClaims {
+	out := jwt.MapClaims{}
+	for k, v := range claims {
+		out[k] = v
+	}
+	if value == nil {
+		delete(out, key)
+	} else {
+		out[key] = value
+	}
+	return out
+}
+
+// registerAndLogin registers a user and logs in, returning the user's id
+// and token.
+func registerAndLogin(t testing.TB, s *Server, email, password string) (string, string) {
+	t.Helper()
+	reg := s.Post(t, "/users", map[string]string{"email": email, "password": password})
+	require.Equal(t, http.StatusCreated, reg.Status, "%s", reg)
+	login := s.Post(t, "/login", map[string]string{"email": email, "password": password})
+	require.Equal(t, http.StatusOK, login.Status, "%s", login)
+	return reg.JSON(t)["user_id"].(string), login.JSON(t)["token"].(string)
+}
+
+// TestSecurityJWT: the routes that need a user's token refuse, with 401
+// invalid_token and changing nothing, every token but a valid one of an
+// active user: none, alg none, another key, another HS algorithm, expired,
+// not yet valid, issued in the future, another issuer or audience, no exp,
+// a payload altered under the signature, and the token of a deactivated
+// user.
+func TestSecurityJWT(t *testing.T) {
+	t.Parallel()
+	key, admin := secret(), secret()
+	s := StartServer(t, ServerOptions{Env: map[string]string{"JWT_SECRET": key, "ADMIN_TOKEN": admin}})
+	const password = "an unusual phrase for the token test"
+	id, token := registerAndLogin(t, s, "jwt-"+uuid.NewString()+"@example.com", password)
+	otherID, _ := registerAndLogin(t, s, "jwt-other-"+uuid.NewString()+"@example.com", password)
+
+	now := time.Now()
+	valid := jwt.MapClaims{"iss": "dcbkit", "aud": []string{"dcbkit-api"}, "sub": id,
+		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": uuid.NewString()}
+	hs256 := jwt.SigningMethodHS256
+	parts := strings.Split(token, ".")
+	alteredPayload := strings.Split(forge(t, hs256, []byte("any"), with(valid, "sub", otherID)), ".")[1]
+
+	me := func(token string) Response { return send(t, "GET", s.HTTP, "/users/me", bearer(token), nil) }
+	require.Equal(t, http.StatusOK, me(token).Status, "the token of /login")
+	require.Equal(t, http.StatusOK, me(forge(t, hs256, []byte(key), valid)).Status,
+		"the claims spoilt below are valid as they are")
+
+	refused := map[string]string{
+		"none":               "",
+		"garbage":            "not.a.token",
+		"alg none":           forge(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, valid),
+		"another key":        forge(t, hs256, []byte(secret()), valid),
+		"HS512":              forge(t, jwt.SigningMethodHS512, []byte(key), valid),
+		"expired":            forge(t, hs256, []byte(key), with(valid, "exp", now.Add(-time.Minute).Unix())),
+		"not yet valid":      forge(t, hs256, []byte(key), with(valid, "nbf", now.Add(time.Hour).Unix())),
+		"issued later":       forge(t, hs256, []byte(key), with(valid, "iat", now.Add(time.Hour).Unix())),
+		"another issuer":     forge(t, hs256, []byte(key), with(valid, "iss", "somebody-else")),
+		"another audience":   forge(t, hs256, []byte(key), with(valid, "aud", []string{"another-api"})),
+		"no expiry":          forge(t, hs256, []byte(key), with(valid, "exp", nil)),
+		"altered payload":    parts[0] + "." + alteredPayload + "." + parts[2],
+		"no signature":       parts[0] + "." + parts[1] + ".",
+		"operator token":     admin,
+		"another user's sub": forge(t, hs256, []byte(key), with(valid, "sub", uuid.NewString())),
+	}
+	protected := []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/users/me", nil},
+		{"POST", "/users/me/password", map[string]string{"current_password": password, "new_password": "a brand new and long phrase"}},
+		{"POST", "/users/" + id + "/deactivate", nil},
+	}
+	check := func(name, token string) {
+		for _, p := range protected {
+			res := send(t, p.method, s.HTTP, p.path, bearer(token), p.body)
+			require.Equal(t, http.StatusUnauthorized, res.Status, "%s %s with %s: %s", p.method, p.path, name, res)
+			require.JSONEq(t, `{"code":"invalid_token","message":"a valid bearer token is required"}`, string(res.Body), name)
+			require.Equal(t, `Bearer realm="dcbkit"`, res.Header.Get("WWW-Authenticate"), name)
+		}
+	}
+	for name, token := range refused {
+		if name != "operator token" { // the operator may deactivate anybody
+			check(name, token)
+		} else {
+			res := me(token)
+			require.Equal(t, http.StatusUnauthorized, res.Status, "GET /users/me with the operator token: %s", res)
+		}
+	}
+	require.Zero(t, s.eventCount(t, "UserDeactivated"), "no refused token deactivated anybody")
+	require.Zero(t, s.eventCount(t, "UserPasswordChanged"), "no refused token changed a password")
+	require.Equal(t, http.StatusOK, me(token).Status)
+
+	// Deactivated: the user's tokens stop working at once.
+	res := send(t, "POST", s.HTTP, "/users/"+id+"/deactivate", bearer(admin), nil)
+	require.Equal(t, http.StatusNoContent, res.Status, "%s", res)
+	check("the token of a deactivated user", token)
+	check("a fresh token of a deactivated user", forge(t, hs256, []byte(key), valid))
+}
