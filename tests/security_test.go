@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -243,4 +244,99 @@ func TestSecurityJWT(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, res.Status, "%s", res)
 	check("the token of a deactivated user", token)
 	check("a fresh token of a deactivated user", forge(t, hs256, []byte(key), valid))
+}
+
+// TestSecurityLoginEnumeration: through the real server with the default
+// (production) hash parameters, an unknown email, a wrong password and a
+// deactivated user get the same status, headers and body bytes, and median
+// response times within 20% of each other.
+//
+// The three kinds run interleaved, each round in a rotated order, so that
+// noise falls on all three alike; the test is not parallel, so that the
+// other tests of this package do not run meanwhile. The per-client throttle
+// is set out of reach; a known email fails at most MaxFailures-1 times, below
+// its lock-out. The medians are judged after each batch on all rounds so
+// far: a noisy machine gets more rounds before the verdict, and a real
+// difference does not shrink with more rounds.
+func TestSecurityLoginEnumeration(t *testing.T) {
+	const batch, batches, perUser = 8, 3, 4 // perUser: failures per known email, below the lock-out at 5
+	admin := secret()
+	s := StartServer(t, ServerOptions{Env: map[string]string{
+		"ADMIN_TOKEN": admin, "HASH_MEMORY_KIB": "19456", "HASH_ITERATIONS": "2", "LOGIN_ATTEMPTS_PER_MINUTE": "100000",
+	}})
+	const password = "an unusual phrase for the timing test"
+	rounds := 1 + batch*batches // one warm-up round
+	users := func(deactivated bool) []string {
+		var emails []string
+		for range (rounds + perUser - 1) / perUser {
+			email := "timing-" + uuid.NewString() + "@example.com"
+			reg := s.Post(t, "/users", map[string]string{"email": email, "password": password})
+			require.Equal(t, http.StatusCreated, reg.Status, "%s", reg)
+			if deactivated {
+				res := send(t, "POST", s.HTTP, "/users/"+reg.JSON(t)["user_id"].(string)+"/deactivate", bearer(admin), nil)
+				require.Equal(t, http.StatusNoContent, res.Status, "%s", res)
+			}
+			emails = append(emails, email)
+		}
+		return emails
+	}
+	wrong, deactivated := users(false), users(true)
+	kinds := []struct {
+		name            string
+		email, password func(round int) string
+	}{
+		{"unknown email", func(int) string { return "timing-" + uuid.NewString() + "@example.com" }, func(int) string { return password }},
+		{"wrong password", func(r int) string { return wrong[r/perUser] }, func(int) string { return "not the password of this user" }},
+		{"deactivated user", func(r int) string { return deactivated[r/perUser] }, func(int) string { return password }},
+	}
+
+	var first *Response
+	elapsed := make([][]time.Duration, len(kinds))
+	round := func(r int) {
+		for j := range kinds {
+			k := kinds[(r+j)%len(kinds)] // each kind goes first, second and third in turn
+			body := map[string]string{"email": k.email(r), "password": k.password(r)}
+			start := time.Now()
+			res := s.Post(t, "/login", body)
+			took := time.Since(start)
+			require.Equal(t, http.StatusUnauthorized, res.Status, "%s: %s", k.name, res)
+			if first == nil {
+				first = &res
+				require.JSONEq(t, `{"code":"invalid_credentials","message":"invalid email or password"}`, string(res.Body))
+			}
+			require.Equal(t, string(first.Body), string(res.Body), "%s: the same bytes for every failure", k.name)
+			require.Equal(t, headerShape(first.Header), headerShape(res.Header), "%s: the same headers", k.name)
+			if r > 0 {
+				elapsed[(r+j)%len(kinds)] = append(elapsed[(r+j)%len(kinds)], took)
+			}
+		}
+	}
+	round(0) // warm-up: connections, plans, caches
+	var spread float64
+	medians := make([]time.Duration, len(kinds))
+	for b := range batches {
+		for r := range batch {
+			round(1 + b*batch + r)
+		}
+		for k := range kinds {
+			sorted := slices.Sorted(slices.Values(elapsed[k]))
+			medians[k] = sorted[len(sorted)/2]
+			t.Logf("after %d rounds: %-16s median %v (min %v, max %v)", len(sorted), kinds[k].name, medians[k], sorted[0], sorted[len(sorted)-1])
+		}
+		fastest, slowest := slices.Min(medians), slices.Max(medians)
+		if spread = float64(slowest-fastest) / float64(fastest); spread < 0.20 {
+			break
+		}
+	}
+	t.Logf("spread of the medians: %.1f%%", 100*spread)
+	require.Less(t, spread, 0.20, "median response times of the three failures must be within 20%%: %v", medians)
+}
+
+// headerShape is a response's headers without those that differ on every
+// response (date, request id).
+func headerShape(h http.Header) http.Header {
+	out := h.Clone()
+	out.Del("Date")
+	out.Del("X-Request-Id")
+	return out
 }
