@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
 )
 
 // Security scenarios through the real server process: the operator token,
@@ -339,4 +343,84 @@ func headerShape(h http.Header) http.Header {
 	out.Del("Date")
 	out.Del("X-Request-Id")
 	return out
+}
+
+// attemptsUntilRefused logs in through servers in turn, attempt i from the
+// client address from(i), until one answers 429 too_many_attempts, and
+// returns the number of that attempt; every attempt before must be 401.
+func attemptsUntilRefused(t testing.TB, servers []*Server, email, password string, from func(i int) string) int {
+	t.Helper()
+	for i := 1; i <= 20; i++ {
+		s := servers[i%len(servers)]
+		res := send(t, "POST", s.HTTP, "/login", http.Header{"X-Forwarded-For": {from(i)}},
+			map[string]string{"email": email, "password": password})
+		if res.Status == http.StatusTooManyRequests {
+			require.Equal(t, "too_many_attempts", res.Code(), "%s", res)
+			require.NotEmpty(t, res.Header.Get("Retry-After"))
+			return i
+		}
+		require.Equal(t, http.StatusUnauthorized, res.Status, "attempt %d: %s", i, res)
+	}
+	t.Fatalf("20 failed logins and no 429")
+	return 0
+}
+
+// TestSecurityRateLimitsAcrossReplicas: two replicas on one database lock
+// an email out, and refuse a client address, after as many attempts in
+// total as one replica alone does: the lock-out (5 failures of an email in
+// 15 minutes) and the per-client limit (LOGIN_ATTEMPTS_PER_MINUTE, here 6)
+// are counted in PostgreSQL.
+func TestSecurityRateLimitsAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	const perMinute = 6
+	broker := StartBroker(t)
+	db := eventstoretest.DatabaseURL(t)
+	opts := ServerOptions{DatabaseURL: db, KafkaBrokers: broker.Addr, Env: map[string]string{
+		"TRUSTED_PROXIES": "127.0.0.1", "LOGIN_ATTEMPTS_PER_MINUTE": strconv.Itoa(perMinute),
+	}}
+	a, b := StartServer(t, opts), StartServer(t, opts)
+	one, both := []*Server{a}, []*Server{a, b}
+
+	// The email lock-out, each attempt from another address so that the
+	// per-client limit stays out of the way.
+	var addr int
+	fresh := func(int) string { addr++; return fmt.Sprintf("198.51.100.%d", addr) }
+	const password = "an unusual phrase for the replica test"
+	lockedOut := func(servers []*Server) int {
+		email := "replicas-" + uuid.NewString() + "@example.com"
+		require.Equal(t, http.StatusCreated, a.Post(t, "/users", map[string]string{"email": email, "password": password}).Status)
+		n := attemptsUntilRefused(t, servers, email, "not the password of this user", fresh)
+		for _, s := range both {
+			res := send(t, "POST", s.HTTP, "/login", http.Header{"X-Forwarded-For": {fresh(0)}},
+				map[string]string{"email": email, "password": password})
+			require.Equal(t, http.StatusTooManyRequests, res.Status, "the right password, once locked out: %s", res)
+		}
+		return n
+	}
+	alone, together := lockedOut(one), lockedOut(both)
+	t.Logf("email locked out at attempt %d on one replica, %d on two", alone, together)
+	require.Equal(t, 6, alone, "5 failures, then 429")
+	require.Equal(t, alone, together)
+
+	// The per-client limit, with an unknown email (which records no failure
+	// and so is never locked out). It counts per minute of PostgreSQL's
+	// clock: attempts that straddled a minute are repeated from another
+	// address, in a minute that has just begun.
+	var client int
+	refusedClient := func(servers []*Server) int {
+		for try := 0; ; try++ {
+			client++
+			from := fmt.Sprintf("203.0.113.%d", client)
+			n := attemptsUntilRefused(t, servers, "nobody-"+uuid.NewString()+"@example.com", password, func(int) string { return from })
+			windows := a.SQL(t, `SELECT count(*) AS n FROM login_throttle WHERE client = $1`, from)[0]["n"].(int64)
+			if windows == 1 {
+				return n
+			}
+			require.Zero(t, try, "a minute turned twice")
+		}
+	}
+	alone, together = refusedClient(one), refusedClient(both)
+	t.Logf("client refused at attempt %d on one replica, %d on two", alone, together)
+	require.Equal(t, perMinute+1, alone)
+	require.Equal(t, alone, together)
 }
