@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
@@ -423,4 +426,134 @@ func TestSecurityRateLimitsAcrossReplicas(t *testing.T) {
 	t.Logf("client refused at attempt %d on one replica, %d on two", alone, together)
 	require.Equal(t, perMinute+1, alone)
 	require.Equal(t, alone, together)
+}
+
+// withPassword puts password into a database URL's user information, and
+// adds the parameters of query ("k=v&…") to its query.
+func withPassword(t testing.TB, databaseURL, password, query string) string {
+	t.Helper()
+	u, err := url.Parse(databaseURL)
+	require.NoError(t, err)
+	u.User = url.UserPassword(u.User.Username(), password)
+	if query != "" && u.RawQuery != "" {
+		query = "&" + query
+	}
+	u.RawQuery += query
+	return u.String()
+}
+
+// TestSecuritySecretsNotLogged: at LOG_LEVEL=debug, the server's stdout and
+// stderr hold none of the secrets it handles, from start to stop: a user's
+// password and a wrong one, the password's hash, the user's token (and its
+// signature alone), JWT_SECRET, ADMIN_TOKEN and a near miss of it, and the
+// database password (in DATABASE_URL; trust authentication accepts any),
+// also while the database refuses connections. The operator's readiness
+// answer during that outage does not hold the database password either.
+func TestSecuritySecretsNotLogged(t *testing.T) {
+	t.Parallel()
+	jwtSecret, admin, dbPassword := secret(), secret(), secret()
+	db := eventstoretest.DatabaseURL(t)
+	s := StartServer(t, ServerOptions{
+		DatabaseURL: withPassword(t, db, dbPassword, ""),
+		Env:         map[string]string{"LOG_LEVEL": "debug", "JWT_SECRET": jwtSecret, "ADMIN_TOKEN": admin},
+		// The database outage below is logged as errors on purpose.
+		AllowErrorLogs: true,
+	})
+	const password, wrongPassword = "an unusual phrase for the log test", "a wrong phrase for the log test"
+	id, token := registerAndLogin(t, s, "logs-"+uuid.NewString()+"@example.com", password)
+	require.Equal(t, http.StatusOK, send(t, "GET", s.HTTP, "/users/me", bearer(token), nil).Status)
+	require.Equal(t, http.StatusUnauthorized, send(t, "GET", s.HTTP, "/users/me?access_token="+token, nil, nil).Status)
+	require.Equal(t, http.StatusUnauthorized, send(t, "GET", s.HTTP, "/users/me", bearer(token+"x"), nil).Status)
+	require.Equal(t, http.StatusUnauthorized, send(t, "POST", s.HTTP, "/users/me/password", bearer(token),
+		map[string]string{"current_password": wrongPassword, "new_password": wrongPassword + " again"}).Status)
+	for _, email := range []string{"logs-" + uuid.NewString() + "@example.com", "not an address"} {
+		res := s.Post(t, "/login", map[string]string{"email": email, "password": wrongPassword})
+		require.Equal(t, http.StatusUnauthorized, res.Status, "%s", res)
+	}
+	nearMiss := admin[:len(admin)-1] + "!"
+	require.Equal(t, http.StatusOK, send(t, "GET", s.Admin, "/listeners", bearer(admin), nil).Status)
+	require.Equal(t, http.StatusUnauthorized, send(t, "GET", s.Admin, "/listeners", bearer(nearMiss), nil).Status)
+
+	// A database outage: connections cut and refused, then allowed again.
+	u, err := url.Parse(db)
+	require.NoError(t, err)
+	name := strings.TrimPrefix(u.Path, "/")
+	server := eventstoretest.ServerURL()
+	querySQL(t, server, `ALTER DATABASE `+pgx.Identifier{name}.Sanitize()+` ALLOW_CONNECTIONS false`)
+	querySQL(t, server, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, name)
+	var outage Response
+	eventually(t, 30*time.Second, func() error {
+		outage = send(t, "GET", s.Admin, "/readyz", bearer(admin), nil)
+		if outage.Status != http.StatusServiceUnavailable || !strings.Contains(string(outage.Body), "failed to connect") {
+			return fmt.Errorf("readyz during the outage: %s", outage)
+		}
+		return nil
+	})
+	res := send(t, "GET", s.HTTP, "/users/me", bearer(token), nil)
+	require.GreaterOrEqual(t, res.Status, 500, "%s", res)
+	querySQL(t, server, `ALTER DATABASE `+pgx.Identifier{name}.Sanitize()+` ALLOW_CONNECTIONS true`)
+	eventually(t, 30*time.Second, func() error {
+		if r := send(t, "GET", s.Admin, "/readyz", bearer(admin), nil); r.Status != http.StatusOK {
+			return fmt.Errorf("readyz after the outage: %s", r)
+		}
+		return nil
+	})
+	s.Stop()
+
+	hash := s.SQL(t, `SELECT convert_from(data, 'UTF8')::jsonb->>'password_hash' AS h FROM events
+		WHERE type = 'UserRegistered' AND $1 = ANY (tags)`, "user_id:"+id)[0]["h"].(string)
+	phc := strings.Split(hash, "$") // "", "argon2id", "v=19", "m=…,t=…,p=…", salt, digest
+	require.Len(t, phc, 6, hash)
+	secrets := map[string]string{
+		"password": password, "wrong password": wrongPassword, "hash": hash, "salt": phc[4], "digest": phc[5],
+		"token": token, "token signature": strings.Split(token, ".")[2], "JWT_SECRET": jwtSecret,
+		"ADMIN_TOKEN": admin, "near miss of ADMIN_TOKEN": nearMiss, "database password": dbPassword,
+	}
+	var out strings.Builder
+	for _, l := range s.Log() {
+		out.WriteString(l.Raw + "\n")
+	}
+	out.WriteString(s.Stderr())
+	log := out.String()
+	require.GreaterOrEqual(t, strings.Count(log, `"msg":"http request"`), 12, "the requests were logged")
+	require.Contains(t, log, "failed to connect", "the outage was logged")
+	for name, secret := range secrets {
+		require.NotContains(t, log, secret, "the %s is in the log", name)
+		require.NotContains(t, string(outage.Body), secret, "the %s is in the readiness answer", name)
+	}
+}
+
+// TestSecuritySecretsNotInStartupErrors: a server that cannot start says why
+// on stderr without the secrets of its configuration: a database URL
+// that does not parse, and a configuration refused as a whole.
+func TestSecuritySecretsNotInStartupErrors(t *testing.T) {
+	t.Parallel()
+	jwtSecret, admin, dbPassword := "too-short-"+secret()[:8], secret(), secret()
+	for _, c := range []struct {
+		name, want string
+		env        map[string]string
+	}{
+		{"unparsable database URL", "DATABASE_URL", map[string]string{
+			"DATABASE_URL": withPassword(t, eventstoretest.ServerURL(), dbPassword, "pool_max_conns=lots"),
+			"JWT_SECRET":   secret() + secret(), "ADMIN_TOKEN": admin,
+		}},
+		{"invalid configuration", "JWT_SECRET", map[string]string{
+			"DATABASE_URL": withPassword(t, eventstoretest.ServerURL(), dbPassword, ""),
+			"JWT_SECRET":   jwtSecret, "ADMIN_TOKEN": admin, "ENVIRONMENT": "production", "LOG_LEVEL": "loud",
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, serverBin)
+			cmd.Dir = t.TempDir()
+			cmd.Env = processEnv(c.env)
+			out, err := cmd.CombinedOutput()
+			require.Error(t, err, "the server must not start: %s", out)
+			require.Contains(t, string(out), c.want, "it says why")
+			for name, secret := range map[string]string{"JWT_SECRET": jwtSecret, "ADMIN_TOKEN": admin, "database password": dbPassword} {
+				require.NotContains(t, string(out), secret, "the %s is in the output", name)
+			}
+		})
+	}
 }
