@@ -149,11 +149,11 @@ func forge(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaims
 	return token
 }
 
-// with returns a copy of claims with key set to value, or removed when
-// value is nil.
-func with(claims jwt.MapClaims, key string, value any) jwt.MapClaims {
-	out := jwt.MapClaims{}
-	for k, v := range claims {
+// with returns a copy of m (claims, a body) with key set to value, or
+// removed when value is nil.
+func with(m map[string]any, key string, value any) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
 		out[k] = v
 	}
 	if value == nil {
@@ -555,5 +555,144 @@ func TestSecuritySecretsNotInStartupErrors(t *testing.T) {
 				require.NotContains(t, string(out), secret, "the %s is in the output", name)
 			}
 		})
+	}
+}
+
+// injections are classic SQL injection strings, and a NUL, which
+// PostgreSQL's text cannot hold.
+var injections = []string{
+	"' OR '1'='1",
+	"'OR'1'='1'--", // a valid local part of an email address
+	"'; DROP TABLE events; --",
+	"1); DELETE FROM events WHERE (1=1",
+	"$$; SELECT pg_sleep(5); $$",
+	`\x00`,
+	"\x00",
+}
+
+// TestSecuritySQLInjection: every string field of the public API, of the
+// Kafka messages and of the operator's DCB append either refuses each
+// injection string with a 4xx (a rejected message, for Kafka) or stores it
+// verbatim, as the API, the read models and the tables give it back byte
+// for byte; no request takes the 5 s of an injected pg_sleep; afterwards
+// every table is there and the log holds exactly the events of the accepted
+// requests.
+func TestSecuritySQLInjection(t *testing.T) {
+	t.Parallel()
+	s := StartServer(t, ServerOptions{Env: map[string]string{"READ_MODEL_WAIT": "5s"}})
+	var registered, added, changed int64
+	// call sends a request and requires an answer in time and one of the
+	// statuses ok.
+	call := func(t *testing.T, method, path string, header http.Header, body any, ok ...int) Response {
+		t.Helper()
+		start := time.Now()
+		res := send(t, method, s.HTTP, path, header, body)
+		took := time.Since(start)
+		require.Less(t, took, 4*time.Second, "%s %s took %v, as an injected pg_sleep(5) would", method, path, took)
+		require.Contains(t, ok, res.Status, "%s %s %v: %s", method, path, body, res)
+		return res
+	}
+	const password = "a long enough password for the injections "
+	for _, inj := range injections {
+		t.Run(fmt.Sprintf("%q", inj), func(t *testing.T) {
+			// Identity: email, password, current and new password, user id.
+			email := inj + "@example.com"
+			if call(t, "POST", "/users", nil, map[string]string{"email": email, "password": password}, 201, 400).Status == 201 {
+				registered++
+				token := call(t, "POST", "/login", nil, map[string]string{"email": email, "password": password}, 200).JSON(t)["token"].(string)
+				me := call(t, "GET", "/users/me", bearer(token), nil, 200).JSON(t)
+				require.Equal(t, strings.ToLower(email), me["email"], "the email as stored")
+			}
+			email = "injection-" + uuid.NewString() + "@example.com"
+			if call(t, "POST", "/users", nil, map[string]string{"email": email, "password": password + inj}, 201, 400).Status == 201 {
+				registered++
+				call(t, "POST", "/login", nil, map[string]string{"email": email, "password": inj}, 401)
+				token := call(t, "POST", "/login", nil, map[string]string{"email": email, "password": password + inj}, 200).JSON(t)["token"].(string)
+				call(t, "POST", "/users/me/password", bearer(token), map[string]string{"current_password": inj, "new_password": password}, 401)
+				call(t, "POST", "/users/me/password", bearer(token), map[string]string{"current_password": password + inj, "new_password": inj + password}, 204)
+				changed++
+				call(t, "POST", "/login", nil, map[string]string{"email": email, "password": inj + password}, 200)
+				call(t, "POST", "/users/"+url.PathEscape(inj)+"/deactivate", bearer(token), nil, 400, 404)
+			}
+			call(t, "POST", "/login", nil, map[string]string{"email": inj, "password": inj}, 400, 401)
+
+			// The cart: free text stored verbatim, ids and prices refused.
+			cart, product := newID(), newID()
+			item := map[string]any{"cart_id": cart, "item_id": newID(), "product_id": product,
+				"description": "socks " + inj, "image": inj + ".png", "price": "1.5"}
+			if res := call(t, "POST", "/additem/"+cart.String(), nil, item, 200, 400); res.Status == 200 {
+				added++
+				at := position(t, res)
+				for _, path := range []string{"/cartitems", "/cartitemsfromdb?min_position=" + strconv.FormatInt(at, 10)} {
+					items := call(t, "GET", "/"+cart.String()+path, nil, nil, 200).JSON(t)["items"].([]any)
+					require.Len(t, items, 1, path)
+					got := items[0].(map[string]any)
+					require.Equal(t, item["description"], got["description"], path)
+					require.Equal(t, item["image"], got["image"], path)
+				}
+				row := s.SQL(t, `SELECT description, image FROM cart_items WHERE cart_id = $1`, cart)
+				require.Equal(t, []map[string]any{{"description": item["description"], "image": item["image"]}}, row)
+			}
+			for _, field := range []string{"cart_id", "item_id", "product_id", "price"} {
+				bad := with(item, field, inj)
+				call(t, "POST", "/additem/"+cart.String(), nil, bad, 400)
+			}
+			for _, path := range []string{"/additem/", "/removeitem/", "/clearcart/", "/submitcart/", "/changeinventory/", "/changeprice/"} {
+				call(t, "POST", path+url.PathEscape(inj), nil, map[string]any{}, 400, 404)
+			}
+			call(t, "POST", "/changeinventory/"+product.String(), nil, map[string]any{"product_id": inj, "inventory": 1}, 400)
+			call(t, "POST", "/changeprice/"+product.String(), nil, map[string]any{"old_price": inj, "new_price": "1"}, 400)
+			call(t, "POST", "/removeitem/"+cart.String(), nil, map[string]any{"item_id": inj}, 400)
+			for _, path := range []string{"/" + url.PathEscape(inj) + "/cartitems", "/" + url.PathEscape(inj) + "/cartitemsfromdb",
+				"/inventories/" + url.PathEscape(inj), "/cartswithproducts/" + url.PathEscape(inj),
+				"/" + cart.String() + "/cartitemsfromdb?min_position=" + url.QueryEscape(inj)} {
+				call(t, "GET", path, nil, nil, 400, 404)
+			}
+
+			// Kafka: refused messages are kept byte for byte.
+			value := fmt.Sprintf(`{"product_uuid":%q,"inventory":1}`, inj)
+			produce(t, s.Broker, "inventories", -1, inj, value)
+			produce(t, s.Broker, "price-changes", -1, "", fmt.Sprintf(`{"product_uuid":%q,"old_price":%q,"new_price":"1"}`, newID(), inj))
+			eventually(t, kafkaWait, func() error {
+				if n := len(s.SQL(t, `SELECT 1 FROM rejected_messages WHERE key = $1 AND value = $2`, []byte(inj), []byte(value))); n != 1 {
+					return fmt.Errorf("%d rejected messages of inventories", n)
+				}
+				return nil
+			})
+
+			// The operator's DCB append: types, tags and data verbatim.
+			data, err := json.Marshal(map[string]string{"text": inj})
+			require.NoError(t, err)
+			event := map[string]any{"type": "Probe" + inj, "tags": []string{"probe:" + inj}, "data": string(data)}
+			res := send(t, "POST", s.Admin, "/dcb/append", nil, map[string]any{"events": []any{event}})
+			require.Contains(t, []int{200, 400}, res.Status, "%s", res)
+			if res.Status == 200 {
+				got := s.readEvents(t, map[string]any{"items": []any{map[string]any{"tags": event["tags"]}}}, nil)
+				require.Len(t, got, 1)
+				require.Equal(t, event["type"], got[0].Type)
+				require.Equal(t, event["tags"], got[0].Tags)
+				require.Equal(t, inj, got[0].Data["text"])
+				require.Equal(t, data, s.SQL(t, `SELECT data FROM events WHERE position = $1`, got[0].Position)[0]["data"])
+			}
+		})
+	}
+
+	t.Logf("stored verbatim: %d users, %d password changes, %d cart items", registered, changed, added)
+	require.Equal(t, int64(len(injections)-1), added, "every injection but NUL is a valid description")
+	for _, table := range []string{"events", "event_keys", "users", "login_throttle", "cart_items", "cart_items_carts",
+		"inventories", "carts_with_products", "kafka_offsets", "rejected_messages", "listener_checkpoints"} {
+		require.NotNil(t, s.SQL(t, `SELECT to_regclass($1) AS t`, table)[0]["t"], "table %s", table)
+	}
+	for typ, want := range map[string]int64{"UserRegistered": registered, "UserPasswordChanged": changed,
+		"CartItemAdded": added, "CartCreated": added, "InventoryChanged": 0, "PriceChanged": 0} {
+		require.Equal(t, want, s.eventCount(t, typ), typ)
+	}
+	var listeners []struct {
+		Name      string
+		LastError string `json:"last_error"`
+	}
+	s.AdminGet(t, "/listeners").Decode(t, &listeners)
+	for _, l := range listeners {
+		require.Empty(t, l.LastError, "listener %s", l.Name)
 	}
 }
