@@ -100,6 +100,7 @@ func TestSecurityOperatorToken(t *testing.T) {
 		"extended":      bearer(token + "x"),
 		"empty":         bearer(""),
 		"other scheme":  {"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("admin:"+token))}},
+		"no scheme":     {"Authorization": {token}},
 	}
 	appendBody := `{"events":[{"type":"OperatorProbe","tags":["probe:1"],"data":""}]}`
 	routes := []struct {
