@@ -480,9 +480,12 @@ func TestSecuritySecretsNotLogged(t *testing.T) {
 	u, err := url.Parse(db)
 	require.NoError(t, err)
 	name := strings.TrimPrefix(u.Path, "/")
-	server := eventstoretest.ServerURL()
-	querySQL(t, server, `ALTER DATABASE `+pgx.Identifier{name}.Sanitize()+` ALLOW_CONNECTIONS false`)
-	querySQL(t, server, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, name)
+	allowConnections := func(allow bool) {
+		querySQL(t, eventstoretest.ServerURL(), fmt.Sprintf(`ALTER DATABASE %s ALLOW_CONNECTIONS %t`, pgx.Identifier{name}.Sanitize(), allow))
+	}
+	allowConnections(false)
+	t.Cleanup(func() { allowConnections(true) }) // before the server stops, should the test fail meanwhile
+	querySQL(t, eventstoretest.ServerURL(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, name)
 	var outage Response
 	eventually(t, 30*time.Second, func() error {
 		outage = send(t, "GET", s.Admin, "/readyz", bearer(admin), nil)
@@ -493,7 +496,7 @@ func TestSecuritySecretsNotLogged(t *testing.T) {
 	})
 	res := send(t, "GET", s.HTTP, "/users/me", bearer(token), nil)
 	require.GreaterOrEqual(t, res.Status, 500, "%s", res)
-	querySQL(t, server, `ALTER DATABASE `+pgx.Identifier{name}.Sanitize()+` ALLOW_CONNECTIONS true`)
+	allowConnections(true)
 	eventually(t, 30*time.Second, func() error {
 		if r := send(t, "GET", s.Admin, "/readyz", bearer(admin), nil); r.Status != http.StatusOK {
 			return fmt.Errorf("readyz after the outage: %s", r)
@@ -519,9 +522,9 @@ func TestSecuritySecretsNotLogged(t *testing.T) {
 	log := out.String()
 	require.GreaterOrEqual(t, strings.Count(log, `"msg":"http request"`), 12, "the requests were logged")
 	require.Contains(t, log, "failed to connect", "the outage was logged")
-	for name, secret := range secrets {
-		require.NotContains(t, log, secret, "the %s is in the log", name)
-		require.NotContains(t, string(outage.Body), secret, "the %s is in the readiness answer", name)
+	for name, value := range secrets {
+		require.NotContains(t, log, value, "the %s is in the log", name)
+		require.NotContains(t, string(outage.Body), value, "the %s is in the readiness answer", name)
 	}
 }
 
@@ -553,8 +556,8 @@ func TestSecuritySecretsNotInStartupErrors(t *testing.T) {
 			out, err := cmd.CombinedOutput()
 			require.Error(t, err, "the server must not start: %s", out)
 			require.Contains(t, string(out), c.want, "it says why")
-			for name, secret := range map[string]string{"JWT_SECRET": jwtSecret, "ADMIN_TOKEN": admin, "database password": dbPassword} {
-				require.NotContains(t, string(out), secret, "the %s is in the output", name)
+			for name, value := range map[string]string{"JWT_SECRET": jwtSecret, "ADMIN_TOKEN": admin, "database password": dbPassword} {
+				require.NotContains(t, string(out), value, "the %s is in the output", name)
 			}
 		})
 	}
@@ -652,9 +655,11 @@ func TestSecuritySQLInjection(t *testing.T) {
 			}
 
 			// Kafka: refused messages are kept byte for byte.
+			quoted, err := json.Marshal(inj)
+			require.NoError(t, err)
 			messages := map[string]string{
-				"inventories":   fmt.Sprintf(`{"product_uuid":%q,"inventory":1}`, inj),
-				"price-changes": fmt.Sprintf(`{"product_uuid":%q,"old_price":%q,"new_price":"1"}`, newID(), inj),
+				"inventories":   fmt.Sprintf(`{"product_uuid":%s,"inventory":1}`, quoted),
+				"price-changes": fmt.Sprintf(`{"product_uuid":"%s","old_price":%s,"new_price":"1"}`, newID(), quoted),
 			}
 			for topic, value := range messages {
 				produce(t, s.Broker, topic, -1, inj, value)
@@ -670,9 +675,8 @@ func TestSecuritySQLInjection(t *testing.T) {
 			})
 
 			// The operator's DCB append: types, tags and data verbatim.
-			data, err := json.Marshal(map[string]string{"text": inj})
-			require.NoError(t, err)
-			event := map[string]any{"type": "Probe" + inj, "tags": []string{"probe:" + inj}, "data": string(data)}
+			data := `{"text":` + string(quoted) + `}`
+			event := map[string]any{"type": "Probe" + inj, "tags": []string{"probe:" + inj}, "data": data}
 			res := send(t, "POST", s.Admin, "/dcb/append", nil, map[string]any{"events": []any{event}})
 			require.Contains(t, []int{200, 400}, res.Status, "%s", res)
 			if res.Status == 200 {
@@ -681,7 +685,7 @@ func TestSecuritySQLInjection(t *testing.T) {
 				require.Equal(t, event["type"], got[0].Type)
 				require.Equal(t, event["tags"], got[0].Tags)
 				require.Equal(t, inj, got[0].Data["text"])
-				require.Equal(t, data, s.SQL(t, `SELECT data FROM events WHERE position = $1`, got[0].Position)[0]["data"])
+				require.Equal(t, []byte(data), s.SQL(t, `SELECT data FROM events WHERE position = $1`, got[0].Position)[0]["data"])
 			}
 		})
 	}
