@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -99,11 +100,16 @@ func bodyID(c *gin.Context, name string, raw *string) (uuid.UUID, bool) {
 	return id, true
 }
 
-// text reads a required string of at most max characters.
+// text reads a required string of at most max characters, without NUL:
+// the stored read models keep it in PostgreSQL's text, which cannot hold
+// NUL, so that one such string would stop their listener for good.
 func text(c *gin.Context, name string, raw *string, max int) (string, bool) {
 	switch {
 	case raw == nil:
 		httpapi.Error(c, http.StatusBadRequest, "invalid_request", name+": required")
+		return "", false
+	case strings.ContainsRune(*raw, 0):
+		httpapi.Error(c, http.StatusBadRequest, "invalid_request", name+": must not contain NUL characters")
 		return "", false
 	case utf8.RuneCountInString(*raw) > max:
 		httpapi.Error(c, http.StatusBadRequest, "invalid_request", fmt.Sprintf("%s: at most %d characters", name, max))
