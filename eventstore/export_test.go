@@ -64,4 +64,3 @@ func (s *Store) CommitBatchLosingTheAnswer(ctx context.Context, events [][]Event
 	}
 	return res, errs
 }
-
