@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -99,7 +100,9 @@ func bodyID(c *gin.Context, name string, raw *string) (uuid.UUID, bool) {
 	return id, true
 }
 
-// text reads a required string of at most max characters.
+// text reads a required string of at most max characters. It refuses NUL,
+// which PostgreSQL text cannot hold: the cart_items listener could never
+// store the item, and would retry it forever.
 func text(c *gin.Context, name string, raw *string, max int) (string, bool) {
 	switch {
 	case raw == nil:
@@ -107,6 +110,9 @@ func text(c *gin.Context, name string, raw *string, max int) (string, bool) {
 		return "", false
 	case utf8.RuneCountInString(*raw) > max:
 		httpapi.Error(c, http.StatusBadRequest, "invalid_request", fmt.Sprintf("%s: at most %d characters", name, max))
+		return "", false
+	case strings.IndexByte(*raw, 0) >= 0:
+		httpapi.Error(c, http.StatusBadRequest, "invalid_request", name+": must not contain NUL characters")
 		return "", false
 	}
 	return *raw, true
