@@ -3,22 +3,28 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzDCBAppend feeds arbitrary bodies to POST /dcb/append: the answer is 200
-// with a result, or a 4xx with the error envelope, never a 5xx; and a refused
-// body writes nothing.
+// with a result, or a 4xx with the error envelope, never a 5xx; a refused
+// body writes nothing; an accepted one wrote its events exactly as given
+// (types, tags, data), which read back the same.
 func FuzzDCBAppend(f *testing.F) {
 	for _, seed := range []string{
 		`{"events":[{"type":"A","tags":["t"],"data":"d"}]}`,
 		`{"events":[{"type":"A","tags":["t"],"data":"d"}],"condition":{"failIfEventsMatch":{"items":[{"tags":["t"]}]},"after":3}}`,
 		`{"events":[]}`, `{"events":[{"type":""}]}`, `{}`, `[]`, `null`, `{"events":[{"type":"A","tags":[""]}]}`,
 		`{"events":[{"type":"\u0000"}]}`, `{"events":[{"type":"A","data":{"x":1}}]}`, `{"events":[{"type":"A"}],"condition":{"after":-1}}`,
+		`{"events":[{"type":"A","tags":["b","a","a"],"data":"\u0000'; DROP TABLE events; --"},{"type":"\u202e😀"}]}`,
 	} {
 		f.Add(seed)
 	}
@@ -31,15 +37,36 @@ func FuzzDCBAppend(f *testing.F) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, jsonReq("POST", "/dcb/append", body))
 		checkAnswer(t, rec)
-		if rec.Code != 200 {
-			after, err := store.Head(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Other fuzz workers share nothing: each has its own database.
+		after, err := store.Head(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Other fuzz workers share nothing: each has its own database.
+		var res appendResult
+		if rec.Code == 200 {
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &res), rec.Body.String())
+		}
+		if rec.Code != 200 || *res.ConditionFailed {
 			if after != before {
 				t.Fatalf("a refused append wrote events: %s", body)
 			}
+			return
+		}
+		var sent struct {
+			Events []storedEvent `json:"events"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(body), &sent), "accepted: %s", body)
+		require.Equal(t, before+int64(len(sent.Events)), after, "events written")
+		if len(sent.Events) > 0 {
+			require.Equal(t, after, res.Position, "the position of the last event")
+		}
+		code, stored, _ := dcbRead(t, h, `{"items":[]}`, fmt.Sprintf(`{"from":%d}`, before+1))
+		require.Equal(t, 200, code)
+		require.Len(t, stored, len(sent.Events))
+		for i, e := range sent.Events {
+			require.Equal(t, e.Type, stored[i].Type)
+			require.Equal(t, distinct(e.Tags), distinct(stored[i].Tags), "tags keep their order, without duplicates")
+			require.Equal(t, e.Data, stored[i].Data)
 		}
 	})
 }
@@ -81,6 +108,17 @@ func FuzzDecodeJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// distinct is tags in order without duplicates, as the store keeps them.
+func distinct(tags []string) []string {
+	out := []string{}
+	for _, tag := range tags {
+		if !slices.Contains(out, tag) {
+			out = append(out, tag)
+		}
+	}
+	return out
 }
 
 func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder) {
