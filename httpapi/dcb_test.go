@@ -135,6 +135,7 @@ func TestDCBRefusesMalformedInput(t *testing.T) {
 		{"DataNotString", `{"events":[{"type":"A","data":{"x":1}}]}`, `field "events.data": expected a string`},
 		{"ConditionWithoutQuery", `{"events":[{"type":"A","data":""}],"condition":{"after":1}}`, "condition.failIfEventsMatch: required"},
 		{"ConditionEmptyType", `{"events":[{"type":"A","data":""}],"condition":{"failIfEventsMatch":{"items":[{"types":[""]}]}}}`, "condition.failIfEventsMatch.items[0].types[0]: must not be empty"},
+		{"DataNotUTF8", "{\"events\":[{\"type\":\"A\",\"data\":\"\xff\"}]}", "JSON text is not valid UTF-8"},
 		{"NegativeAfter", `{"events":[{"type":"A","data":""}],"condition":{"failIfEventsMatch":{"items":[]},"after":-1}}`, "condition.after"},
 	}
 	for _, c := range appends {
@@ -156,6 +157,7 @@ func TestDCBRefusesMalformedInput(t *testing.T) {
 		{"BadOptions", `{"items":[]}`, `{"from":"x"}`, `options: field "from": expected a number`},
 		{"UnknownOption", `{"items":[]}`, `{"form":1}`, `options: unknown field "form"`},
 		{"ZeroLimit", `{"items":[]}`, `{"limit":0}`, "options.limit must be at least 1"},
+		{"QueryNotUTF8", "{\"items\":[{\"types\":[\"\xff\"]}]}", "", "query: JSON text is not valid UTF-8"},
 		{"NegativeFrom", `{"items":[]}`, `{"from":-1}`, "options.from"},
 	}
 	for _, c := range reads {

@@ -44,6 +44,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"DescriptionTooLong", "/additem/" + c.String(), good(func(m map[string]any) { m["description"] = strings.Repeat("é", 1001) }), 400, "invalid_request", "at most 1000"},
 		{"DescriptionNUL", "/additem/" + c.String(), good(func(m map[string]any) { m["description"] = "a\x00b" }), 400, "invalid_request", "description: must not contain NUL"},
 		{"ImageNUL", "/additem/" + c.String(), good(func(m map[string]any) { m["image"] = "\x00" }), 400, "invalid_request", "image: must not contain NUL"},
+		{"DescriptionNotUTF8", "/additem/" + c.String(), `{"item_id":"` + i.String() + `","product_id":"` + p.String() + "\",\"description\":\"\xff\",\"image\":\"i\",\"price\":1}", 400, "invalid_request", "not valid UTF-8"},
 		{"UnknownField", "/additem/" + c.String(), good(func(m map[string]any) { m["quantity"] = 2 }), 400, "invalid_request", `unknown field "quantity"`},
 		{"SQLInID", "/additem/" + c.String() + "'%3B%20DROP%20TABLE%20events", good(func(map[string]any) {}), 400, "invalid_id", ""},
 		{"NotJSON", "/additem/" + c.String(), "price=1", 400, "invalid_request", "malformed JSON"},
