@@ -56,7 +56,7 @@ FUZZ_PARALLEL ?= 2
 
 # fuzz runs every fuzz target for FUZZTIME each, one after the other (go
 # test -fuzz takes one target of one package), with FUZZ_PARALLEL workers.
-# New interesting inputs go to $$(go env GOCACHE)/fuzz; a crasher is written
+# New interesting inputs go to $(go env GOCACHE)/fuzz; a crasher is written
 # to the package's testdata/fuzz, where it stays as a regression input.
 fuzz:
 	./init_dev.sh
