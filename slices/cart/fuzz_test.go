@@ -163,8 +163,8 @@ func FuzzAddItemBody(f *testing.F) {
 			Price       json.RawMessage `json:"price"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(body), &sent), "accepted: %s", body)
-		require.Equal(t, sent.ItemID, added.ItemID.String())
-		require.Equal(t, sent.ProductID, added.ProductID.String())
+		require.Equal(t, uuid.MustParse(sent.ItemID), added.ItemID)
+		require.Equal(t, uuid.MustParse(sent.ProductID), added.ProductID)
 		require.Equal(t, sent.Description, added.Description)
 		require.Equal(t, sent.Image, added.Image)
 		require.True(t, plainMoney(t, sent.Price).Equal(added.Price), "price %s stored as %s", sent.Price, added.Price)
@@ -368,13 +368,16 @@ func FuzzInventoryMessage(f *testing.F) {
 		if got == nil {
 			return
 		}
-		var sent struct{ Inventory json.Number }
+		var sent struct {
+			ProductUUID string      `json:"product_uuid"`
+			Inventory   json.Number `json:"inventory"`
+		}
 		dec := json.NewDecoder(strings.NewReader(value))
 		dec.UseNumber()
 		require.NoError(t, dec.Decode(&sent), value)
 		n, err := sent.Inventory.Int64()
 		require.NoError(t, err, "accepted inventory %q", sent.Inventory)
-		require.Equal(t, InventoryChanged{ProductID: ids.product, Inventory: int(n)}, got)
+		require.Equal(t, InventoryChanged{ProductID: uuid.MustParse(sent.ProductUUID), Inventory: int(n)}, got)
 		require.True(t, n >= 0 && n <= MaxInventory, "accepted inventory %d", n)
 	})
 }
@@ -399,12 +402,13 @@ func FuzzPriceChangeMessage(f *testing.F) {
 			return
 		}
 		var sent struct {
-			OldPrice json.RawMessage `json:"old_price"`
-			NewPrice json.RawMessage `json:"new_price"`
+			ProductUUID string          `json:"product_uuid"`
+			OldPrice    json.RawMessage `json:"old_price"`
+			NewPrice    json.RawMessage `json:"new_price"`
 		}
 		require.NoError(t, json.Unmarshal([]byte(value), &sent), value)
 		changed := got.(PriceChanged)
-		require.Equal(t, ids.product, changed.ProductID)
+		require.Equal(t, uuid.MustParse(sent.ProductUUID), changed.ProductID)
 		require.True(t, plainMoney(t, sent.OldPrice).Equal(changed.OldPrice) && !changed.OldPrice.IsNegative(), "old_price %s stored as %s", sent.OldPrice, changed.OldPrice)
 		require.True(t, plainMoney(t, sent.NewPrice).Equal(changed.NewPrice) && !changed.NewPrice.IsNegative(), "new_price %s stored as %s", sent.NewPrice, changed.NewPrice)
 	})
