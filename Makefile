@@ -25,6 +25,7 @@ test:
 	$(MAKE) --no-print-directory fmt-check
 	go vet ./...
 	$(LOAD_ENV) go test -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory fuzz-smoke
 	tests/kcat_embedded_test.sh
 	$(LOAD_ENV) tests/kcat_server_test.sh
 	$(MAKE) --no-print-directory bench-smoke
@@ -37,6 +38,37 @@ fmt-check:
 		echo "$$unformatted"; \
 		exit 1; \
 	fi
+
+# FUZZ_TARGETS are the fuzz targets, as package:Target: every decoder of
+# outside input (HTTP bodies, DCB queries, Kafka messages, tokens, hashes).
+FUZZ_TARGETS := \
+	./httpapi:FuzzDCBAppend ./httpapi:FuzzDCBRead ./httpapi:FuzzDecodeJSON \
+	./slices/cart:FuzzAddItemBody ./slices/cart:FuzzRemoveItemBody ./slices/cart:FuzzClearAndSubmitBodies \
+	./slices/cart:FuzzChangeInventoryBody ./slices/cart:FuzzChangePriceBody ./slices/cart:FuzzMoney \
+	./slices/cart:FuzzInventoryMessage ./slices/cart:FuzzPriceChangeMessage \
+	./slices/identity:FuzzRegisterAndLoginBodies ./slices/identity:FuzzChangePasswordBody \
+	./slices/identity:FuzzUserActionPaths ./slices/identity:FuzzTokenVerify ./slices/identity:FuzzParsePHC
+FUZZTIME ?= 2m
+FUZZ_SMOKE_TIME ?= 3s
+FUZZ_PARALLEL ?= 2
+
+.PHONY: fuzz fuzz-smoke
+
+# fuzz runs every fuzz target for FUZZTIME each, one after the other (go
+# test -fuzz takes one target of one package), with FUZZ_PARALLEL workers.
+# New interesting inputs go to $(go env GOCACHE)/fuzz; a crasher is written
+# to the package's testdata/fuzz, where it stays as a regression input.
+fuzz:
+	./init_dev.sh
+	$(LOAD_ENV) for t in $(FUZZ_TARGETS); do \
+		echo "== $$t for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -parallel $(FUZZ_PARALLEL) "$${t%%:*}" || exit 1; \
+	done
+
+# fuzz-smoke runs every fuzz target briefly (FUZZ_SMOKE_TIME each, about a
+# minute and a half in all), so that none rots; make test runs it.
+fuzz-smoke:
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_SMOKE_TIME)
 
 # bench runs the benchmark harness (bench/, a module of its own; issue #6):
 # every scenario on dedicated databases, 10 to 15 minutes on 2 cores. The

@@ -163,6 +163,7 @@ func TestDCBRefusesMalformedInput(t *testing.T) {
 		{"NilID", `{"events":[{"id":"00000000-0000-0000-0000-000000000000","type":"A","data":""}]}`, `events[0].id: want a UUID other than the nil UUID`},
 		{"ConditionWithoutQuery", `{"events":[{"type":"A","data":""}],"condition":{"after":1}}`, "condition.failIfEventsMatch: required"},
 		{"ConditionEmptyType", `{"events":[{"type":"A","data":""}],"condition":{"failIfEventsMatch":{"items":[{"types":[""]}]}}}`, "condition.failIfEventsMatch.items[0].types[0]: must not be empty"},
+		{"DataNotUTF8", "{\"events\":[{\"type\":\"A\",\"data\":\"\xff\"}]}", "JSON text is not valid UTF-8"},
 		{"NegativeAfter", `{"events":[{"type":"A","data":""}],"condition":{"failIfEventsMatch":{"items":[]},"after":-1}}`, "condition.after"},
 	}
 	for _, c := range appends {
@@ -184,6 +185,7 @@ func TestDCBRefusesMalformedInput(t *testing.T) {
 		{"BadOptions", `{"items":[]}`, `{"from":"x"}`, `options: field "from": expected a number`},
 		{"UnknownOption", `{"items":[]}`, `{"form":1}`, `options: unknown field "form"`},
 		{"ZeroLimit", `{"items":[]}`, `{"limit":0}`, "options.limit must be at least 1"},
+		{"QueryNotUTF8", "{\"items\":[{\"types\":[\"\xff\"]}]}", "", "query: JSON text is not valid UTF-8"},
 		{"NegativeFrom", `{"items":[]}`, `{"from":-1}`, "options.from"},
 	}
 	for _, c := range reads {

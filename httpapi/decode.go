@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 )
@@ -29,26 +30,35 @@ func Decode(c *gin.Context, dst any) bool {
 	return true
 }
 
-// DecodeJSON decodes exactly one JSON value from r into dst, refusing unknown
-// fields and trailing data, with errors that say where the problem is.
+// DecodeJSON decodes exactly one JSON value from r into dst, refusing text
+// that is not UTF-8, unknown fields and trailing data, with errors that say
+// where the problem is. It returns r's error as is (such as
+// *http.MaxBytesError).
 func DecodeJSON(r io.Reader, dst any) error {
-	dec := json.NewDecoder(r)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	return DecodeJSONBytes(b, dst)
+}
+
+// DecodeJSONBytes is DecodeJSON on a byte slice. encoding/json would turn
+// bytes that are not UTF-8 into U+FFFD, storing something else than was
+// sent (RFC 8259 requires UTF-8), so such text is refused first.
+func DecodeJSONBytes(b []byte, dst any) error {
+	if !utf8.Valid(b) {
+		return errors.New("JSON text is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return describe(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return err
-		}
 		return errors.New("body must hold a single JSON value")
 	}
 	return nil
 }
-
-// DecodeJSONBytes is DecodeJSON on a byte slice.
-func DecodeJSONBytes(b []byte, dst any) error { return DecodeJSON(bytes.NewReader(b), dst) }
 
 func describe(err error) error {
 	var syntax *json.SyntaxError

@@ -33,6 +33,7 @@ type Config struct {
 	TrustedProxies    []string
 	LogLevel          slog.Level
 	ReadModelWait     time.Duration
+	ReadHeaderTimeout time.Duration
 	PublishBudget     time.Duration
 
 	// Identity.
@@ -100,6 +101,7 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	str(&proxies, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed")
 	str(&level, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	dur(&cfg.ReadModelWait, "read-model-wait", "READ_MODEL_WAIT", 5*time.Second, "how long a read with ?min_position waits")
+	dur(&cfg.ReadHeaderTimeout, "read-header-timeout", "READ_HEADER_TIMEOUT", 5*time.Second, "how long a client may take to send a request's headers")
 	dur(&cfg.PublishBudget, "publish-budget", "PUBLISH_BUDGET", time.Hour, "how long a cart's publication retries before it fails")
 	num(&cfg.PasswordMinLength, "password-min-length", "PASSWORD_MIN_LENGTH", 15, "minimum password length in code points")
 	dur(&cfg.TokenLifetime, "token-lifetime", "TOKEN_LIFETIME", 15*time.Minute, "lifetime of identity tokens")
@@ -178,7 +180,7 @@ func (c Config) validate(errs []error) error {
 		name string
 		ok   bool
 	}{
-		{"READ_MODEL_WAIT", c.ReadModelWait > 0}, {"PUBLISH_BUDGET", c.PublishBudget > 0}, {"TOKEN_LIFETIME", c.TokenLifetime > 0},
+		{"READ_MODEL_WAIT", c.ReadModelWait > 0}, {"READ_HEADER_TIMEOUT", c.ReadHeaderTimeout > 0}, {"PUBLISH_BUDGET", c.PublishBudget > 0}, {"TOKEN_LIFETIME", c.TokenLifetime > 0},
 		{"PASSWORD_MIN_LENGTH", c.PasswordMinLength >= 8 && c.PasswordMinLength <= 128},
 		{"HASH_MEMORY_KIB", c.HashMemoryKiB >= 64 && c.HashMemoryKiB <= 4<<20},
 		{"HASH_ITERATIONS", c.HashIterations >= 1 && c.HashIterations <= 100},

@@ -155,7 +155,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
-		if err := serve(&stack, logger, s.name, s.addr, s.handler, errc); err != nil {
+		if err := serve(&stack, logger, s.name, s.addr, s.handler, cfg.ReadHeaderTimeout, errc); err != nil {
 			return err
 		}
 	}
@@ -220,15 +220,18 @@ func connect(ctx context.Context, url string, logger *slog.Logger) (*pgxpool.Poo
 	}
 }
 
-// serve listens on addr and serves handler until the stack unwinds.
-func serve(stack *shutdownStack, logger *slog.Logger, name, addr string, handler http.Handler, errc chan<- error) error {
+// serve listens on addr and serves handler until the stack unwinds. A
+// client that has not sent a request's headers within readHeaderTimeout is
+// cut off (a slow-headers attack would otherwise hold a connection for the
+// whole ReadTimeout).
+func serve(stack *shutdownStack, logger *slog.Logger, name, addr string, handler http.Handler, readHeaderTimeout time.Duration, errc chan<- error) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,

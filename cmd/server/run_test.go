@@ -123,13 +123,15 @@ func TestConfig(t *testing.T) {
 	require.Equal(t, []string{"a", "b"}, cfg.ResetReadModels)
 	require.Equal(t, "postgres://x@h/db", cfg.DatabaseURL)
 	require.Equal(t, "127.0.0.1:8081", cfg.AdminAddr)
+	require.Equal(t, 5*time.Second, cfg.ReadHeaderTimeout)
 
 	_, err = loadConfig(nil, env(map[string]string{
-		"DATABASE_URL": "mysql://x", "HTTP_ADDR": "nope", "ENVIRONMENT": "production", "KAFKA_BROKERS": "k1",
+		"DATABASE_URL": "mysql://x", "HTTP_ADDR": "nope", "ENVIRONMENT": "production", "KAFKA_BROKERS": "k1", "READ_HEADER_TIMEOUT": "0s",
 	}))
 	require.Error(t, err)
 	for _, want := range []string{"DATABASE_URL: want a postgres:// URL", `HTTP_ADDR: want host:port, got "nope"`,
-		"JWT_SECRET: required outside development", `KAFKA_BROKERS: want host:port, got "k1"`} {
+		"JWT_SECRET: required outside development", `KAFKA_BROKERS: want host:port, got "k1"`,
+		"READ_HEADER_TIMEOUT: out of range"} {
 		require.Contains(t, err.Error(), want)
 	}
 	_, err = loadConfig([]string{"--bogus"}, env(nil))

@@ -100,9 +100,9 @@ func bodyID(c *gin.Context, name string, raw *string) (uuid.UUID, bool) {
 	return id, true
 }
 
-// text reads a required string of at most max characters, without NUL:
-// the stored read models keep it in PostgreSQL's text, which cannot hold
-// NUL, so that one such string would stop their listener for good.
+// text reads a required string of at most max characters. It refuses NUL,
+// which PostgreSQL text cannot hold: the cart_items listener could never
+// store the item, and would retry it forever.
 func text(c *gin.Context, name string, raw *string, max int) (string, bool) {
 	switch {
 	case raw == nil:

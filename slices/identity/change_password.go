@@ -53,7 +53,7 @@ func (s *Service) changePasswordHandler(c *gin.Context) {
 		Current *string `json:"current_password"`
 		New     *string `json:"new_password"`
 	}
-	if !decode(c, &req) {
+	if !httpapi.Decode(c, &req) {
 		return
 	}
 	if req.Current == nil || req.New == nil {

@@ -133,7 +133,7 @@ var login = decide.Decider[loginState, Login]{
 // transaction, so that no connection or lock is held during the hash.
 func (s *Service) loginHandler(c *gin.Context) {
 	var req credentials
-	if !decode(c, &req) {
+	if !httpapi.Decode(c, &req) {
 		return
 	}
 	if req.Email == nil || req.Password == nil {

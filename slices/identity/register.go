@@ -85,7 +85,7 @@ type credentials struct {
 // POST /users
 func (s *Service) registerHandler(c *gin.Context) {
 	var req credentials
-	if !decode(c, &req) {
+	if !httpapi.Decode(c, &req) {
 		return
 	}
 	if req.Email == nil || req.Password == nil {

@@ -1,19 +1,16 @@
 package identity
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -114,45 +111,6 @@ func (s *Service) fail(c *gin.Context, err error) {
 		httpapi.StoreError(c, s.Logger, err)
 	}
 }
-
-// decode reads a JSON request body into dst, as httpapi.Decode does, and
-// also refuses a body that is not valid UTF-8: encoding/json would quietly
-// turn the bad bytes into U+FFFD, so that different passwords became one.
-func decode(c *gin.Context, dst any) bool {
-	c.Request.Body = &utf8Body{body: c.Request.Body}
-	return httpapi.Decode(c, dst)
-}
-
-var errNotUTF8 = errors.New("body is not valid UTF-8")
-
-// utf8Body reads the whole body (bounded by the engine's limit) on the first
-// Read, and then fails with errNotUTF8, or with the read's error (such as
-// *http.MaxBytesError, which Decode answers with 413), or serves it.
-type utf8Body struct {
-	body io.ReadCloser
-	read *bytes.Reader
-	err  error
-}
-
-func (b *utf8Body) Read(p []byte) (int, error) {
-	if b.read == nil && b.err == nil {
-		raw, err := io.ReadAll(b.body)
-		switch {
-		case err != nil:
-			b.err = err
-		case !utf8.Valid(raw):
-			b.err = errNotUTF8
-		default:
-			b.read = bytes.NewReader(raw)
-		}
-	}
-	if b.err != nil {
-		return 0, b.err
-	}
-	return b.read.Read(p)
-}
-
-func (b *utf8Body) Close() error { return b.body.Close() }
 
 // bearer returns the request's bearer token; the scheme is case-insensitive
 // (RFC 9110).
