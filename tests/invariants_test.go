@@ -112,7 +112,20 @@ func waitSettled(t testing.TB, dbURL string, produced []Produced, within time.Du
 		k := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 		last[k] = max(last[k], p.Offset)
 	}
+	start, reason := time.Now(), ""
+	defer func() { t.Logf("settled in %s (last wait: %s)", time.Since(start).Round(time.Millisecond), reason) }()
 	eventually(t, within, func() error {
+		err := settled(t, dbURL, last)
+		if err != nil {
+			reason = err.Error()
+		}
+		return err
+	})
+}
+
+// settled says what the system still has to do, nil if nothing.
+func settled(t testing.TB, dbURL string, last map[string]int64) error {
+	{
 		row := querySQL(t, dbURL, `SELECT
 			(SELECT coalesce(max(position), 0) FROM events) AS head,
 			(SELECT coalesce(min(position), 0) FROM listener_checkpoints) AS slowest,
@@ -131,7 +144,7 @@ func waitSettled(t testing.TB, dbURL string, produced []Produced, within time.Du
 			}
 		}
 		return nil
-	})
+	}
 }
 
 // snapshotReadModels returns every row of the stored read models, as JSON
@@ -283,9 +296,34 @@ func checkCartStories(t testing.TB, r *Report, s *Server, log []storedEvent) {
 		m, ok := got[cart]
 		r.check(ok && m["cart_id"] == cart && m["total_price"] == sub.Data["total_price"] &&
 			fmt.Sprint(m["ordered_products"]) == fmt.Sprint(sub.Data["ordered_products"]),
-			"cart %s has CartPublished but published-carts holds %v, not its submission %v", cart, m, sub.Data)
+			"cart %s has CartPublished but published-carts holds %v (uncommitted: %v), not its submission %v",
+			cart, m, uncommitted(t, s.Broker, cart), sub.Data)
 	}
 	t.Logf("published carts %d; the same cart published again (at-least-once, keyed): %d", len(want), duplicates)
+}
+
+// uncommitted says what a read_uncommitted consumer finds on
+// published-carts under key, to tell a lost record from an unfinished
+// transaction.
+func uncommitted(t testing.TB, broker, key string) string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics("published-carts"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadUncommitted()))
+	if err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var found []string
+	for ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+			if string(rec.Key) == key {
+				found = append(found, fmt.Sprintf("partition %d offset %d", rec.Partition, rec.Offset))
+			}
+		})
+	}
+	return fmt.Sprint(found)
 }
 
 // checkJobs: no job ran its effect twice. One job per unique key, each
