@@ -42,12 +42,16 @@ func freeAddr(t testing.TB) string {
 func waitAcks(t testing.TB, w *Workload, n int, within time.Duration) {
 	t.Helper()
 	want := len(w.Acks()) + n
+	start := time.Now()
 	eventually(t, within, func() error {
 		if got := len(w.Acks()); got < want {
 			return fmt.Errorf("%d commands acknowledged, waiting for %d", got, want)
 		}
 		return nil
 	})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Logf("%d more commands acknowledged after %s", n, took.Round(time.Millisecond))
+	}
 }
 
 // finish stops the workload, waits for the system to settle, checks every
