@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -296,12 +297,11 @@ func checkCartStories(t testing.TB, r *Report, s *Server, log []storedEvent) {
 		m, ok := got[cart]
 		ok = ok && m["cart_id"] == cart && m["total_price"] == sub.Data["total_price"] &&
 			fmt.Sprint(m["ordered_products"]) == fmt.Sprint(sub.Data["ordered_products"])
-		if ok {
-			r.check(true, "")
-			continue
+		r.Checks++
+		if !ok { // the diagnosis takes seconds: only for a violation
+			r.Violations = append(r.Violations, fmt.Sprintf("cart %s has CartPublished but published-carts holds %v (read uncommitted: %v), not its submission %v",
+				cart, m, uncommitted(t, s.Broker, cart), sub.Data))
 		}
-		r.check(false, "cart %s has CartPublished but published-carts holds %v (read uncommitted: %v), not its submission %v",
-			cart, m, uncommitted(t, s.Broker, cart), sub.Data)
 	}
 	t.Logf("published carts %d; the same cart published again (at-least-once, keyed): %d", len(want), duplicates)
 }
@@ -389,9 +389,9 @@ func TestReliabilityCheckerDetectsCorruption(t *testing.T) {
 	archived := s.Events(t, []string{"ItemArchived"})[0]
 	for _, e := range []Event{published, archived} {
 		data, _ := json.Marshal(e.Data)
-		resp := Request(t, "POST", s.Admin, "/dcb/append", "application/json",
+		resp := Request(t, http.MethodPost, s.Admin, "/dcb/append", "application/json",
 			map[string]any{"events": []any{map[string]any{"type": e.Type, "tags": e.Tags, "data": string(data)}}})
-		if resp.Status != 200 {
+		if resp.Status != http.StatusOK {
 			t.Fatalf("append %s: %s", e.Type, resp)
 		}
 	}
