@@ -91,3 +91,12 @@ bench-smoke:
 clean:
 	./init_dev.sh stop
 	rm -rf -- "$(DEV_DIR)"
+
+# reliability runs the long form of the reliability suite (tests/, issue #7):
+# 100 crashes, PostgreSQL restarts, Kafka outages, three replicas and a
+# 5-minute load run, each checked against the invariants; one SUMMARY line
+# per test. make test runs the short form.
+.PHONY: reliability
+reliability:
+	./init_dev.sh
+	$(LOAD_ENV) RELIABILITY_LONG=1 go test -race -count=1 -timeout 90m -v -run '^TestReliability' ./tests/

@@ -160,10 +160,15 @@ func jsonOnly() gin.HandlerFunc {
 	}
 }
 
+// StatusClientClosedRequest is the status of a request whose client closed
+// its connection before the answer (nginx's 499). It is logged as an
+// ordinary request, not as a server error.
+const StatusClientClosedRequest = 499
+
 // StoreError answers for an error of the event store or of a decision that
 // is not a business rule: 503 when PostgreSQL is away, 409 when retries of a
-// decision were exhausted, 400 for refused input, 500 otherwise (logged,
-// without internals in the body).
+// decision were exhausted, 400 for refused input, 499 when the client went
+// away, 500 otherwise (logged, without internals in the body).
 func StoreError(c *gin.Context, logger *slog.Logger, err error) {
 	var input *eventstore.InputError
 	switch {
@@ -176,6 +181,10 @@ func StoreError(c *gin.Context, logger *slog.Logger, err error) {
 		Error(c, http.StatusConflict, "concurrency_conflict", "too many concurrent changes; try again")
 	case errors.Is(err, eventstore.ErrIDReused):
 		Error(c, http.StatusConflict, "id_reused", "event ids already used by another request")
+	case c.Request.Context().Err() != nil:
+		// The client went away: nothing failed here, and nobody reads the
+		// answer. Whether a write took effect is the client's to find out.
+		Error(c, StatusClientClosedRequest, "client_closed_request", "the client closed the request")
 	default:
 		if logger != nil {
 			logger.ErrorContext(c.Request.Context(), "request failed", "error", err,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -171,3 +172,22 @@ func TestClientAddressIsNotSpoofable(t *testing.T) {
 }
 
 func httpapiDecode(s string, v any) error { return httpapi.DecodeJSONBytes([]byte(s), v) }
+
+// TestClientGoneIsNoServerError: a store error caused by the client closing
+// its request (context canceled) answers 499 and logs no error; the
+// reliability workload found every such request logged as a failed one,
+// with status 500.
+func TestClientGoneIsNoServerError(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	e := httpapi.NewEngine(httpapi.Options{Logger: logger})
+	e.POST("/append", func(c *gin.Context) {
+		httpapi.StoreError(c, logger, fmt.Errorf("eventstore: append: outcome unknown: %w", c.Request.Context().Err()))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec, b := do(t, e, jsonReq(http.MethodPost, "/append", "{}").WithContext(ctx))
+	require.Equal(t, httpapi.StatusClientClosedRequest, rec.Code)
+	require.Equal(t, "client_closed_request", b.Code)
+	require.NotContains(t, logs.String(), `"level":"ERROR"`)
+}
