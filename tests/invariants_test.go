@@ -21,9 +21,17 @@ import (
 // nothing happened twice.
 
 // kafkaNamespace is the namespace of the ids of events translated from
-// Kafka (slices/cart): id = SHA-1 UUID of "topic/partition/offset". The
-// checker derives the id a message must have from its coordinates.
+// Kafka (slices/cart): the checker derives the id a message must have.
 var kafkaNamespace = uuid.MustParse("6f6a1b8e-0d52-4c8f-9a57-2f5a0c2b9e41")
+
+// eventID is the id slices/cart gives the event of a message: a SHA-1 UUID
+// of its coordinates, timestamp (milliseconds, as Kafka keeps it), key and
+// value.
+func (p Produced) eventID() uuid.UUID {
+	name := fmt.Appendf(nil, "%s/%d/%d/%d/%d/", p.Topic, p.Partition, p.Offset, p.Timestamp.UnixMilli(), len(p.Key))
+	name = append(name, p.Key...)
+	return uuid.NewSHA1(kafkaNamespace, append(name, p.Value...))
+}
 
 // readModelTables are the tables of the stored read models, compared with
 // a rebuild.
@@ -231,10 +239,10 @@ func CheckInvariants(t testing.TB, r *Report, s *Server, acks []Ack, produced []
 		}
 	}
 
-	// Every acknowledged message was translated once, under the id of its
-	// coordinates, and nothing was rejected.
+	// Every acknowledged message was translated once, under its own id, and
+	// nothing was rejected.
 	for _, p := range produced {
-		id := uuid.NewSHA1(kafkaNamespace, fmt.Appendf(nil, "%s/%d/%d", p.Topic, p.Partition, p.Offset))
+		id := p.eventID()
 		e, ok := byID[id]
 		want := map[string]string{"inventories": "InventoryChanged", "price-changes": "PriceChanged"}[p.Topic]
 		r.check(ok && e.Type == want && e.str("product_id") == p.Product.String(),

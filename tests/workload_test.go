@@ -60,10 +60,12 @@ type Ack struct {
 
 // Produced is a Kafka message the broker acknowledged, with its coordinates.
 type Produced struct {
-	Topic     string
-	Partition int32
-	Offset    int64
-	Product   uuid.UUID
+	Topic      string
+	Partition  int32
+	Offset     int64
+	Timestamp  time.Time
+	Key, Value []byte
+	Product    uuid.UUID
 }
 
 // kindStats are the figures of one kind of request.
@@ -304,7 +306,8 @@ func (w *Workload) producer(ctx context.Context, cl *kgo.Client) {
 			}
 			return
 		}
-		w.produced = append(w.produced, Produced{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Product: product})
+		w.produced = append(w.produced, Produced{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
+			Timestamp: rec.Timestamp, Key: rec.Key, Value: rec.Value, Product: product})
 	})
 }
 
