@@ -44,7 +44,7 @@ type Options struct {
 	// Holder is this replica's identity in leases (default:
 	// hostname-pid-random). Two runtimes must not share one.
 	Holder string
-	// BatchSize is the most events handed to one Handle call (default 1000):
+	// BatchSize is the most events handed to one Handle call (default 5000):
 	// bigger batches make a replay faster (one commit per batch), smaller
 	// ones shorter transactions.
 	BatchSize int
@@ -82,7 +82,7 @@ func (o Options) withDefaults() Options {
 		o.Holder = fmt.Sprintf("%s-%d-%08x", host, os.Getpid(), rand.Uint32())
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 1000
+		o.BatchSize = 5000
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
