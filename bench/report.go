@@ -71,25 +71,27 @@ func (x *row) judge(baseline string, ratio float64, target string, ok bool) {
 	}
 }
 
+// cells are a row's columns as the table and the Markdown print them.
+func cells(x row) []any {
+	ratio, ops, conc := "-", "-", "-"
+	if x.Ratio != nil {
+		ratio = fmt.Sprintf("%.2f", *x.Ratio)
+	}
+	if x.OpsPerSec > 0 {
+		ops = fmt.Sprintf("%.0f", x.OpsPerSec)
+	}
+	if x.Concurrency > 0 {
+		conc = fmt.Sprint(x.Concurrency)
+	}
+	return []any{x.Scenario, x.Name, conc, ops, latency(x.P50us), latency(x.P99us), ratio, x.Target, x.Verdict, x.Notes}
+}
+
 // writeTable prints the results as an aligned table.
 func writeTable(w io.Writer, r *results) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	fmt.Fprintln(tw, "#\tscenario\tconc.\tops/s\tp50\tp99\tratio\ttarget\tresult\tnotes\t")
 	for _, x := range r.Rows {
-		ratio := "-"
-		if x.Ratio != nil {
-			ratio = fmt.Sprintf("%.2f", *x.Ratio)
-		}
-		ops := "-"
-		if x.OpsPerSec > 0 {
-			ops = fmt.Sprintf("%.0f", x.OpsPerSec)
-		}
-		conc := "-"
-		if x.Concurrency > 0 {
-			conc = fmt.Sprint(x.Concurrency)
-		}
-		fmt.Fprintf(tw, "%s\t%s \t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s \t\n", x.Scenario, x.Name, conc, ops,
-			latency(x.P50us), latency(x.P99us), ratio, x.Target, x.Verdict, x.Notes)
+		fmt.Fprintf(tw, "%s\t%s \t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s \t\n", cells(x)...)
 	}
 	tw.Flush()
 }
@@ -99,20 +101,7 @@ func writeMarkdown(w io.Writer, r *results) {
 	fmt.Fprintln(w, "| # | scenario | conc. | ops/s | p50 | p99 | ratio | target | result | notes |")
 	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|---|---|---|")
 	for _, x := range r.Rows {
-		ratio := "-"
-		if x.Ratio != nil {
-			ratio = fmt.Sprintf("%.2f", *x.Ratio)
-		}
-		ops := "-"
-		if x.OpsPerSec > 0 {
-			ops = fmt.Sprintf("%.0f", x.OpsPerSec)
-		}
-		conc := "-"
-		if x.Concurrency > 0 {
-			conc = fmt.Sprint(x.Concurrency)
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", x.Scenario, x.Name, conc, ops,
-			latency(x.P50us), latency(x.P99us), ratio, x.Target, x.Verdict, x.Notes)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", cells(x)...)
 	}
 }
 

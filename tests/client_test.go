@@ -55,6 +55,16 @@ func (r Response) String() string { return fmt.Sprintf("%d %s", r.Status, r.Body
 // there is a body.
 func Request(t testing.TB, method, base, path, contentType string, body any) Response {
 	t.Helper()
+	header := http.Header{}
+	if body != nil && contentType != "" {
+		header.Set("Content-Type", contentType)
+	}
+	return send(t, method, base, path, header, body)
+}
+
+// send sends a request to base+path with header; body as Request's.
+func send(t testing.TB, method, base, path string, header http.Header, body any) Response {
+	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -69,8 +79,8 @@ func Request(t testing.TB, method, base, path, contentType string, body any) Res
 	}
 	req, err := http.NewRequest(method, base+path, r)
 	require.NoError(t, err)
-	if r != nil && contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := httpClient.Do(req)
 	require.NoError(t, err, "%s %s", method, path)

@@ -86,6 +86,21 @@ var badInput = map[int][]string{
 	http.StatusRequestEntityTooLarge: {"body_too_large"},
 }
 
+// send posts body to route+id, whose answer names id as idField. A refusal
+// must be one of allowed and change nothing: send returns false. An
+// acceptance returns the events it stored.
+func (a fuzzAPI) send(t *testing.T, route, idField string, id uuid.UUID, body string, allowed map[int][]string) ([]any, bool) {
+	t.Helper()
+	head := a.head(t)
+	rec := a.post(route+id.String(), body)
+	if rec.Code != http.StatusOK {
+		requireRefusal(t, rec, allowed)
+		a.requireUnchanged(t, head, body)
+		return nil, false
+	}
+	return requireAccepted(t, a, rec, idField, id, head), true
+}
+
 // requireAccepted checks a command's success answer and returns the events
 // it appended, in order.
 func requireAccepted(t *testing.T, a fuzzAPI, rec *httptest.ResponseRecorder, idField string, id uuid.UUID, head int64) []any {
@@ -144,14 +159,10 @@ func FuzzAddItemBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input string) {
 		ids := newFuzzIDs()
 		body := ids.fill(input)
-		head := a.head(t)
-		rec := a.post("/additem/"+ids.cart.String(), body)
-		if rec.Code != http.StatusOK {
-			requireRefusal(t, rec, badInput)
-			a.requireUnchanged(t, head, body)
+		events, ok := a.send(t, "/additem/", "cart_id", ids.cart, body, badInput)
+		if !ok {
 			return
 		}
-		events := requireAccepted(t, a, rec, "cart_id", ids.cart, head)
 		require.Len(t, events, 2)
 		require.Equal(t, CartCreated{CartID: ids.cart}, events[0])
 		added := events[1].(CartItemAdded)
@@ -207,14 +218,10 @@ func FuzzRemoveItemBody(f *testing.F) {
 		ids := newFuzzIDs()
 		givenCart(t, a.store, ids)
 		body := ids.fill(input)
-		head := a.head(t)
-		rec := a.post("/removeitem/"+ids.cart.String(), body)
-		if rec.Code != http.StatusOK {
-			requireRefusal(t, rec, refusals)
-			a.requireUnchanged(t, head, body)
+		events, ok := a.send(t, "/removeitem/", "cart_id", ids.cart, body, refusals)
+		if !ok {
 			return
 		}
-		events := requireAccepted(t, a, rec, "cart_id", ids.cart, head)
 		require.Equal(t, []any{CartItemRemoved{CartID: ids.cart, ItemID: ids.item}}, events)
 	})
 }
@@ -235,14 +242,10 @@ func FuzzClearAndSubmitBodies(f *testing.F) {
 			ids := newFuzzIDs()
 			givenCart(t, a.store, ids)
 			body := ids.fill(input)
-			head := a.head(t)
-			rec := a.post(path+ids.cart.String(), body)
-			if rec.Code != http.StatusOK {
-				requireRefusal(t, rec, badInput)
-				a.requireUnchanged(t, head, body)
+			events, ok := a.send(t, path, "cart_id", ids.cart, body, badInput)
+			if !ok {
 				continue
 			}
-			events := requireAccepted(t, a, rec, "cart_id", ids.cart, head)
 			require.Len(t, events, 1)
 			if path == "/clearcart/" {
 				require.Equal(t, CartCleared{CartID: ids.cart}, events[0])
@@ -267,14 +270,10 @@ func FuzzChangeInventoryBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input string) {
 		ids := newFuzzIDs()
 		body := ids.fill(input)
-		head := a.head(t)
-		rec := a.post("/changeinventory/"+ids.product.String(), body)
-		if rec.Code != http.StatusOK {
-			requireRefusal(t, rec, badInput)
-			a.requireUnchanged(t, head, body)
+		events, ok := a.send(t, "/changeinventory/", "product_id", ids.product, body, badInput)
+		if !ok {
 			return
 		}
-		events := requireAccepted(t, a, rec, "product_id", ids.product, head)
 		var sent struct{ Inventory json.Number }
 		dec := json.NewDecoder(strings.NewReader(body))
 		dec.UseNumber()
@@ -302,14 +301,10 @@ func FuzzChangePriceBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input string) {
 		ids := newFuzzIDs()
 		body := ids.fill(input)
-		head := a.head(t)
-		rec := a.post("/changeprice/"+ids.product.String(), body)
-		if rec.Code != http.StatusOK {
-			requireRefusal(t, rec, badInput)
-			a.requireUnchanged(t, head, body)
+		events, ok := a.send(t, "/changeprice/", "product_id", ids.product, body, badInput)
+		if !ok {
 			return
 		}
-		events := requireAccepted(t, a, rec, "product_id", ids.product, head)
 		var sent struct {
 			OldPrice json.RawMessage `json:"old_price"`
 			NewPrice json.RawMessage `json:"new_price"`
