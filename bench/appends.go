@@ -257,25 +257,28 @@ func (b *bench) scenarioBatch(ctx context.Context, db *database) error {
 		return err
 	}
 	// A reference, not a target: the same multi-row INSERT plus, in the same
-	// transaction, as many rows in a table shaped like event_keys as the
-	// store writes for these events (1 + 2 × tags per event), with random
-	// keys, which is what the store's 64-bit hashes look like to a btree.
+	// transaction, the lookup rows the store writes for these events, into a
+	// table shaped like event_keys. Every batch has the same types and tags,
+	// so its keys are those the store wrote for the first batch (read back
+	// after the warm-up); only their positions move on.
+	var batchKeys []int64 // per key row
+	var keyEvent []int64  // its event, 0-based within the batch
 	var nextPosition int64
 	insertWithKeys := func(w, i int) error {
 		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 			args := make([]any, 0, 5*size)
-			var keys, positions []int64
 			for _, e := range batch() {
 				args = append(args, uuid.Must(uuid.NewV7()), e.Type, e.Tags, e.Data, nil)
-				nextPosition++
-				for range 1 + 2*len(e.Tags) {
-					keys, positions = append(keys, int64(rand.Uint64())), append(positions, nextPosition)
-				}
 			}
 			if _, err := tx.Exec(ctx, sql.String(), args...); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO raw_event_keys (key, position) SELECT * FROM unnest($1::bigint[], $2::bigint[])`, keys, positions)
+			positions := make([]int64, len(keyEvent))
+			for k, e := range keyEvent {
+				positions[k] = nextPosition + e
+			}
+			nextPosition += size
+			_, err := tx.Exec(ctx, `INSERT INTO raw_event_keys (key, position) SELECT * FROM unnest($1::bigint[], $2::bigint[])`, batchKeys, positions)
 			return err
 		})
 	}
@@ -290,7 +293,14 @@ func (b *bench) scenarioBatch(ctx context.Context, db *database) error {
 		return err
 	}
 	b.progress.printf("3 batch of %d, 1 writer: multi-row INSERT, with key rows, conditional append: %d alternating rounds, %s each", size, b.rounds, b.phase/time.Duration(b.rounds))
-	for _, op := range []func(w, i int) error{insert, insertWithKeys, appendBatch} {
+	for _, op := range []func(w, i int) error{insert, appendBatch, insertWithKeys} {
+		if batchKeys == nil && last > 0 { // the store has appended: read its keys
+			err := db.pool.QueryRow(ctx, `SELECT array_agg(key ORDER BY position, key), array_agg(position - $1 ORDER BY position, key)
+				FROM event_keys WHERE position BETWEEN $1 AND $2`, last-size+1, last).Scan(&batchKeys, &keyEvent)
+			if err != nil {
+				return fmt.Errorf("scenario 3: read the store's keys: %w", err)
+			}
+		}
 		if _, err := b.warmUp(ctx, 1, op); err != nil {
 			return fmt.Errorf("scenario 3 warm-up: %w", err)
 		}
