@@ -25,11 +25,9 @@ import (
 //	CartItemRemoved, ItemArchived   → the item is gone
 //	CartCleared                     → every item is gone
 //
-// A batch of events is applied as its net effect, in four statements
-// whatever its size: what the batch adds and removes itself is settled in
-// memory, in position order; then rows of earlier batches are deleted (only
-// rows added before the deleting event), and the survivors inserted (a row
-// that exists is left as it is). Applying an event twice changes nothing.
+// A batch of events is applied as its net effect (itemChanges), plus the
+// carts it saw, in four statements whatever its size. Applying an event
+// twice changes nothing.
 const CartItemsReadModel = "cart_items"
 
 // CartItemsListener is the listener that keeps the read model.
@@ -48,75 +46,49 @@ func CartItemsListener() listeners.Listener {
 }
 
 func applyCartItems(ctx context.Context, tx pgx.Tx, events []eventstore.StoredEvent) error {
-	type key struct{ cart, item uuid.UUID }
-	type added struct {
-		CartItemAdded
-		position int64
-	}
-	carts := map[uuid.UUID]int64{}   // cart → first position seen in this batch
-	adds := map[key]added{}          // items added in this batch and still there
-	removed := map[key]int64{}       // item → last removal (of earlier rows) in this batch
-	cleared := map[uuid.UUID]int64{} // cart → last clear in this batch
+	carts := map[uuid.UUID]int64{} // cart → first position seen in this batch
+	changes := newItemChanges()
 	for _, e := range events {
 		v, err := Events.Decode(e)
 		if err != nil {
 			return fmt.Errorf("cart_items: event at %d: %w", e.Position, err)
 		}
-		var gone key
 		switch v := v.(type) {
 		case CartCreated:
 			carts[v.CartID] = min(e.Position, cmp.Or(carts[v.CartID], e.Position))
-			continue
 		case CartItemAdded:
 			carts[v.CartID] = min(e.Position, cmp.Or(carts[v.CartID], e.Position))
-			adds[key{v.CartID, v.ItemID}] = added{v, e.Position}
-			continue
+			changes.add(v, e.Position)
 		case CartItemRemoved:
-			gone = key{v.CartID, v.ItemID}
+			changes.remove(v.CartID, v.ItemID, e.Position)
 		case ItemArchived:
-			gone = key{v.CartID, v.ItemID}
+			changes.remove(v.CartID, v.ItemID, e.Position)
 		case CartCleared:
-			for k := range adds {
-				if k.cart == v.CartID {
-					delete(adds, k)
-				}
-			}
-			cleared[v.CartID] = e.Position
-			continue
+			changes.clear(v.CartID, e.Position)
 		}
-		delete(adds, gone)
-		removed[gone] = e.Position
 	}
 
 	b := &pgx.Batch{}
-	var rmCarts, rmItems []uuid.UUID
-	var rmBefore []int64
-	for k, p := range removed {
-		rmCarts, rmItems, rmBefore = append(rmCarts, k.cart), append(rmItems, k.item), append(rmBefore, p)
-	}
+	rmCarts, rmItems, rmBefore := changes.removals()
 	b.Queue(`DELETE FROM cart_items c USING unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS d(cart_id, item_id, before)
-		WHERE c.cart_id = d.cart_id AND c.item_id = d.item_id AND c.added_position < d.before`, bytes16(rmCarts), bytes16(rmItems), rmBefore)
-	var clCarts []uuid.UUID
-	var clBefore []int64
-	for c, p := range cleared {
-		clCarts, clBefore = append(clCarts, c), append(clBefore, p)
-	}
+		WHERE c.cart_id = d.cart_id AND c.item_id = d.item_id AND c.added_position < d.before`, rmCarts, rmItems, rmBefore)
+	clCarts, clBefore := changes.clearings()
 	b.Queue(`DELETE FROM cart_items c USING unnest($1::uuid[], $2::bigint[]) AS d(cart_id, before)
-		WHERE c.cart_id = d.cart_id AND c.added_position < d.before`, bytes16(clCarts), clBefore)
-	var cartIDs []uuid.UUID
+		WHERE c.cart_id = d.cart_id AND c.added_position < d.before`, clCarts, clBefore)
+	var cartIDs [][16]byte
 	var cartPositions []int64
 	for c, p := range carts {
 		cartIDs, cartPositions = append(cartIDs, c), append(cartPositions, p)
 	}
 	b.Queue(`INSERT INTO cart_items_carts (cart_id, position) SELECT * FROM unnest($1::uuid[], $2::bigint[])
-		ON CONFLICT DO NOTHING`, bytes16(cartIDs), cartPositions)
+		ON CONFLICT DO NOTHING`, cartIDs, cartPositions)
 	var a struct {
-		carts, items, products       []uuid.UUID
+		carts, items, products       [][16]byte
 		descriptions, images, prices []string
 		fingerprints                 []string
 		positions                    []int64
 	}
-	for _, it := range adds {
+	for _, it := range changes.added {
 		a.carts, a.items, a.products = append(a.carts, it.CartID), append(a.items, it.ItemID), append(a.products, it.ProductID)
 		a.descriptions, a.images = append(a.descriptions, it.Description), append(a.images, it.Image)
 		a.prices, a.fingerprints = append(a.prices, it.Price.String()), append(a.fingerprints, it.Fingerprint)
@@ -126,18 +98,8 @@ func applyCartItems(ctx context.Context, tx pgx.Tx, events []eventstore.StoredEv
 		SELECT c, i, p, d, im, pr::numeric, f, pos
 		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
 			AS a(c, i, p, d, im, pr, f, pos)
-		ON CONFLICT DO NOTHING`, bytes16(a.carts), bytes16(a.items), bytes16(a.products), a.descriptions, a.images, a.prices, a.fingerprints, a.positions)
+		ON CONFLICT DO NOTHING`, a.carts, a.items, a.products, a.descriptions, a.images, a.prices, a.fingerprints, a.positions)
 	return tx.SendBatch(ctx, b).Close()
-}
-
-// bytes16 passes ids to pgx as plain 16-byte arrays, which it encodes
-// directly (uuid.UUID goes through driver.Valuer: a string and back).
-func bytes16(ids []uuid.UUID) [][16]byte {
-	out := make([][16]byte, len(ids))
-	for i, id := range ids {
-		out[i] = id
-	}
-	return out
 }
 
 // readStoredCartItems reads a cart from the cart_items read model;

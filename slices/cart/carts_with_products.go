@@ -21,6 +21,8 @@ import (
 // change is handled after exactly the items added before it: for each of
 // those it enqueues ArchiveItem (archive_item.go) in the listener's own
 // transaction, so the jobs exist if and only if the checkpoint moved.
+// The events between two price changes are written as their net effect, in
+// three statements (itemChanges).
 //
 //	CartItemAdded                   → the row
 //	CartItemRemoved, ItemArchived   → the row is gone
@@ -45,6 +47,7 @@ func (s *Service) CartsWithProductsListener() listeners.Listener {
 }
 
 func (s *Service) applyCartsWithProducts(ctx context.Context, tx pgx.Tx, events []eventstore.StoredEvent) error {
+	changes := newItemChanges()
 	for _, e := range events {
 		v, err := Events.Decode(e)
 		if err != nil {
@@ -52,24 +55,56 @@ func (s *Service) applyCartsWithProducts(ctx context.Context, tx pgx.Tx, events 
 		}
 		switch v := v.(type) {
 		case CartItemAdded:
-			_, err = tx.Exec(ctx, `INSERT INTO carts_with_products (cart_id, item_id, product_id, position, fingerprint)
-				VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, v.CartID, v.ItemID, v.ProductID, e.Position, v.Fingerprint)
+			changes.add(v, e.Position)
 		case CartItemRemoved:
-			_, err = tx.Exec(ctx, `DELETE FROM carts_with_products WHERE cart_id = $1 AND item_id = $2 AND position < $3`, v.CartID, v.ItemID, e.Position)
+			changes.remove(v.CartID, v.ItemID, e.Position)
 		case ItemArchived:
-			_, err = tx.Exec(ctx, `DELETE FROM carts_with_products WHERE cart_id = $1 AND item_id = $2 AND position < $3`, v.CartID, v.ItemID, e.Position)
+			changes.remove(v.CartID, v.ItemID, e.Position)
 		case CartCleared:
-			_, err = tx.Exec(ctx, `DELETE FROM carts_with_products WHERE cart_id = $1 AND position < $2`, v.CartID, e.Position)
+			changes.clear(v.CartID, e.Position)
 		case CartSubmitted:
-			_, err = tx.Exec(ctx, `DELETE FROM carts_with_products WHERE cart_id = $1 AND position < $2`, v.CartID, e.Position)
+			changes.clear(v.CartID, e.Position)
 		case PriceChanged:
-			err = s.archiveProduct(ctx, tx, v.ProductID, e.Position)
-		}
-		if err != nil {
-			return fmt.Errorf("carts_with_products: event at %d: %w", e.Position, err)
+			// The rows must be those of every event before this one.
+			if err := writeCartsWithProducts(ctx, tx, changes); err != nil {
+				return fmt.Errorf("carts_with_products: events before %d: %w", e.Position, err)
+			}
+			changes = newItemChanges()
+			if err := s.archiveProduct(ctx, tx, v.ProductID, e.Position); err != nil {
+				return fmt.Errorf("carts_with_products: event at %d: %w", e.Position, err)
+			}
 		}
 	}
+	if err := writeCartsWithProducts(ctx, tx, changes); err != nil {
+		return fmt.Errorf("carts_with_products: events up to %d: %w", events[len(events)-1].Position, err)
+	}
 	return nil
+}
+
+// writeCartsWithProducts applies a run of events to the table, in three
+// statements whatever its length (see itemChanges).
+func writeCartsWithProducts(ctx context.Context, tx pgx.Tx, changes *itemChanges) error {
+	if changes.empty() {
+		return nil
+	}
+	b := &pgx.Batch{}
+	rmCarts, rmItems, rmBefore := changes.removals()
+	b.Queue(`DELETE FROM carts_with_products c USING unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS d(cart_id, item_id, before)
+		WHERE c.cart_id = d.cart_id AND c.item_id = d.item_id AND c.position < d.before`, rmCarts, rmItems, rmBefore)
+	clCarts, clBefore := changes.clearings()
+	b.Queue(`DELETE FROM carts_with_products c USING unnest($1::uuid[], $2::bigint[]) AS d(cart_id, before)
+		WHERE c.cart_id = d.cart_id AND c.position < d.before`, clCarts, clBefore)
+	var carts, items, products [][16]byte
+	var positions []int64
+	var fingerprints []string
+	for _, it := range changes.added {
+		carts, items, products = append(carts, it.CartID), append(items, it.ItemID), append(products, it.ProductID)
+		positions, fingerprints = append(positions, it.position), append(fingerprints, it.Fingerprint)
+	}
+	b.Queue(`INSERT INTO carts_with_products (cart_id, item_id, product_id, position, fingerprint)
+		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[])
+		ON CONFLICT DO NOTHING`, carts, items, products, positions, fingerprints)
+	return tx.SendBatch(ctx, b).Close()
 }
 
 // archiveProduct enqueues the archiving of every item of the product that

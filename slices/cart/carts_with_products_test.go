@@ -1,0 +1,148 @@
+package cart
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dcbkit/dcbkit/eventstore"
+	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
+	"github.com/dcbkit/dcbkit/workqueue"
+)
+
+// TestCartsWithProductsMatchesEventByEvent: random histories of three carts
+// and two products (adds, an item id coming back, removals, archives,
+// clears, submissions, price changes), applied in batches of random sizes,
+// leave the table and the archive jobs exactly as applying the events one
+// by one in order says (the model below); and applying every batch a second
+// time changes nothing.
+func TestCartsWithProductsMatchesEventByEvent(t *testing.T) {
+	t.Parallel()
+	pool := eventstoretest.SharedPool(t)
+	jobs := workqueue.New(pool, workqueue.Options{Logger: slog.New(slog.DiscardHandler)})
+	s := &Service{Store: testStore(t), Pool: pool, Jobs: jobs}
+	s.RegisterJobs(jobs, 0)
+	ctx := context.Background()
+
+	type row struct {
+		Product     uuid.UUID
+		Position    int64
+		Fingerprint string
+	}
+	for round := range 20 {
+		rng := rand.New(rand.NewPCG(uint64(round), 11))
+		carts := []uuid.UUID{newID(), newID(), newID()}
+		products := []uuid.UUID{newID(), newID()}
+		rows := map[cartItem]row{}         // the model: the table after each event
+		wantJobs := map[ArchiveItem]bool{} // and the jobs enqueued so far
+		var gone []cartItem                // items that left their cart, to come back
+		var history []eventstore.StoredEvent
+		position := int64(1_000_000 * (round + 1))
+		emit := func(v any) {
+			e, err := Events.Encode(v)
+			require.NoError(t, err)
+			position++
+			history = append(history, eventstore.StoredEvent{Event: e, Position: position})
+		}
+		inCart := func(c uuid.UUID) []cartItem {
+			var in []cartItem
+			for k := range rows {
+				if k.cart == c {
+					in = append(in, k)
+				}
+			}
+			slices.SortFunc(in, func(a, b cartItem) int { return slices.Compare(a.item[:], b.item[:]) })
+			return in
+		}
+		for range 80 {
+			c := carts[rng.IntN(len(carts))]
+			in := inCart(c)
+			switch n := rng.IntN(20); {
+			case n < 8 || len(in) == 0:
+				it := item(c, products[rng.IntN(len(products))], "1")
+				if n == 0 && len(gone) > 0 { // an id coming back to its cart (not while there)
+					back := gone[rng.IntN(len(gone))]
+					if _, there := rows[back]; !there {
+						it.CartID, it.ItemID = back.cart, back.item
+					}
+				}
+				emit(it)
+				rows[cartItem{it.CartID, it.ItemID}] = row{it.ProductID, position, it.Fingerprint}
+			case n < 11:
+				k := in[rng.IntN(len(in))]
+				emit(CartItemRemoved{k.cart, k.item})
+				delete(rows, k)
+				gone = append(gone, k)
+			case n < 14:
+				k := in[rng.IntN(len(in))]
+				emit(ItemArchived{k.cart, k.item, position})
+				delete(rows, k)
+				gone = append(gone, k)
+			case n < 15:
+				emit(CartCleared{c})
+				for _, k := range in {
+					delete(rows, k)
+				}
+			case n < 16:
+				emit(CartSubmitted{CartID: c})
+				for _, k := range in {
+					delete(rows, k)
+				}
+			default:
+				p := products[rng.IntN(len(products))]
+				emit(PriceChanged{ProductID: p, OldPrice: money("1"), NewPrice: money("2")})
+				for k, r := range rows {
+					if r.Product == p {
+						wantJobs[ArchiveItem{k.cart, k.item, position, r.Fingerprint}] = true
+					}
+				}
+			}
+		}
+
+		for pass := range 2 { // the second pass is a redelivery of every batch
+			for rest := history; len(rest) > 0; {
+				n := min(len(rest), 1+rng.IntN(25))
+				require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					return s.applyCartsWithProducts(ctx, tx, rest[:n])
+				}))
+				rest = rest[n:]
+			}
+			got := map[cartItem]row{}
+			var k cartItem
+			var r row
+			_, err := pgx.ForEachRow(query(t, pool, `SELECT cart_id, item_id, product_id, position, fingerprint
+				FROM carts_with_products WHERE cart_id = ANY ($1)`, carts),
+				[]any{&k.cart, &k.item, &r.Product, &r.Position, &r.Fingerprint}, func() error { got[k] = r; return nil })
+			require.NoError(t, err)
+			require.Equal(t, rows, got, "round %d, pass %d", round, pass)
+
+			raw, err := pgx.CollectRows(query(t, pool, `SELECT args->'args' FROM river_job
+				WHERE kind = 'cart.archive_item' AND (args->'args'->>'cart_id')::uuid = ANY ($1)`, carts), pgx.RowTo[[]byte])
+			require.NoError(t, err)
+			gotJobs := map[ArchiveItem]bool{}
+			for _, b := range raw {
+				var a ArchiveItem
+				require.NoError(t, json.Unmarshal(b, &a))
+				require.False(t, gotJobs[a], "round %d: %v enqueued twice", round, a)
+				gotJobs[a] = true
+			}
+			require.ElementsMatch(t, slices.Collect(maps.Keys(wantJobs)), slices.Collect(maps.Keys(gotJobs)), "round %d, pass %d", round, pass)
+		}
+	}
+}
+
+func query(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) pgx.Rows {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), sql, args...)
+	require.NoError(t, err)
+	return rows
+}
