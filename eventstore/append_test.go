@@ -2,9 +2,11 @@ package eventstore_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -86,6 +88,50 @@ func TestAppendStoresEverything(t *testing.T) {
 	require.Empty(t, got[2].Tags)
 	require.Empty(t, got[2].Data)
 	require.False(t, got[0].RecordedAt.IsZero())
+}
+
+// TestAppendNotifiesItsTypes: a committed append notifies dcb_events with
+// the types it stored, as a JSON array (package listeners wakes only the
+// listeners that read them); a failed one notifies nothing; and types too
+// many to fit in a notification are sent as an empty payload, meaning "any".
+func TestAppendNotifiesItsTypes(t *testing.T) {
+	t.Parallel()
+	pool := eventstoretest.NewPool(t)
+	s := eventstore.New(pool, eventstore.Options{})
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	conn, err := pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, "LISTEN dcb_events")
+	require.NoError(t, err)
+	next := func() string {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		n, err := conn.Conn().WaitForNotification(wctx)
+		require.NoError(t, err)
+		return n.Payload
+	}
+
+	b := fresh("b")
+	_, err = s.Append(ctx, []eventstore.Event{ev("Opened", b), ev("Changed", b), ev("Opened", b)}, nil)
+	require.NoError(t, err)
+	require.JSONEq(t, `["Changed", "Opened"]`, next())
+
+	_, err = s.Append(ctx, []eventstore.Event{ev("Refused", b)}, cond(query(item{Tags: []string{b}}), 0))
+	require.ErrorIs(t, err, eventstore.ErrAppendConditionFailed)
+	_, err = s.Append(ctx, []eventstore.Event{ev("Quoted \"type\"", b)}, nil)
+	require.NoError(t, err)
+	require.JSONEq(t, `["Quoted \"type\""]`, next(), "nothing from the failed append")
+
+	var many []eventstore.Event
+	for i := range 40 {
+		many = append(many, ev(fmt.Sprintf("%03d%s", i, strings.Repeat("x", 250)), b))
+	}
+	_, err = s.Append(ctx, many, nil)
+	require.NoError(t, err)
+	require.Empty(t, next(), "40 types of 253 bytes do not fit in 8000")
 }
 
 // TestIdempotentRetry: appending the same event ids again (a client retry

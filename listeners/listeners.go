@@ -63,7 +63,9 @@ type Options struct {
 	// before it reads (default 5ms; negative: not at all). Under a steady
 	// stream of commits, each a notification, it turns one transaction per
 	// commit per listener into one per Coalesce, in bigger batches, for a
-	// read model at most this much later.
+	// read model at most this much later. A listener notified of events none
+	// of whose types it reads waits 20 times as long (100ms by default): it
+	// only has to move its checkpoint past them, and WaitFor hurries it.
 	Coalesce time.Duration
 	// NoListen turns notifications off: listeners then wake only by polling.
 	// For connection poolers that cannot LISTEN (PgBouncer in transaction mode).
@@ -144,13 +146,19 @@ type Runtime struct {
 type runner struct {
 	rt *Runtime
 	l  Listener
-	// wake says events were appended; control says the listener's row
-	// changed elsewhere (its holder released it, or it was reset). Both are
-	// buffered by one and sent to without blocking.
-	wake, control chan struct{}
-	active        atomic.Bool  // this Runtime holds the lease and runs the listener
-	attempts      atomic.Int64 // batch transactions begun, for tests
-	progress      broadcast    // a batch committed
+	// wake says events of types the listener reads were appended (or types
+	// unknown); stir says events were appended that it does not read, so
+	// that all it has to do is move its checkpoint past them, which can
+	// wait; control says the listener's row changed elsewhere (its holder
+	// released it, or it was reset). All three are buffered by one and sent
+	// to without blocking.
+	wake, stir, control chan struct{}
+	// types are the event types the listener reads; nil when its query
+	// matches events of any type.
+	types    map[string]bool
+	active   atomic.Bool  // this Runtime holds the lease and runs the listener
+	attempts atomic.Int64 // batch transactions begun, for tests
+	progress broadcast    // a batch committed
 }
 
 // New returns a Runtime for listeners on pool, whose database must have been
@@ -177,7 +185,8 @@ func New(pool *pgxpool.Pool, store *eventstore.Store, opts Options, listeners ..
 		if err := store.Limits().ValidateQuery("listener "+l.Name+" query", l.Query); err != nil {
 			panic(fmt.Sprintf("listeners: %v", err))
 		}
-		rn := &runner{rt: r, l: l, wake: make(chan struct{}, 1), control: make(chan struct{}, 1)}
+		rn := &runner{rt: r, l: l, wake: make(chan struct{}, 1), stir: make(chan struct{}, 1), control: make(chan struct{}, 1),
+			types: typesOf(l.Query)}
 		r.runners = append(r.runners, rn)
 		r.byName[l.Name] = rn
 	}
@@ -391,6 +400,9 @@ func (r *Runtime) WaitFor(ctx context.Context, name string, position int64) (int
 		if checkpoint >= position {
 			return checkpoint, nil
 		}
+		if rn.active.Load() {
+			poke(rn.wake) // it may be taking its time over events it does not read
+		}
 		timer.Reset(poll)
 		select {
 		case <-ctx.Done():
@@ -426,6 +438,29 @@ func (b *broadcast) signal() {
 		close(b.ch)
 		b.ch = nil
 	}
+}
+
+// typesOf returns the set of types q reads, nil when it reads every type.
+func typesOf(q eventstore.Query) map[string]bool {
+	if len(q.Items) == 0 {
+		return nil
+	}
+	types := map[string]bool{}
+	for _, it := range q.Items {
+		if len(it.Types) == 0 {
+			return nil
+		}
+		for _, t := range it.Types {
+			types[t] = true
+		}
+	}
+	return types
+}
+
+// reads reports whether the listener reads any of the types appended, nil
+// meaning unknown.
+func (rn *runner) reads(appended []string) bool {
+	return rn.types == nil || appended == nil || slices.ContainsFunc(appended, func(t string) bool { return rn.types[t] })
 }
 
 // poke sends on a channel buffered by one without blocking: a wake-up already

@@ -2,14 +2,16 @@ package listeners
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
 const (
-	// eventsChannel is notified by the event store when an append commits
-	// (dcb_append, migrations/00001_events.sql).
+	// eventsChannel is notified by the event store when an append commits,
+	// with the types appended as a JSON array, or '' (dcb_append,
+	// migrations/00009_dcb_append_notifies_types.sql).
 	eventsChannel = "dcb_events"
 	// controlChannel is notified, with a listener's name, when its lease is
 	// released or it is reset.
@@ -79,8 +81,13 @@ func (r *Runtime) listenOnce(ctx context.Context) (bool, error) {
 		}
 		switch n.Channel {
 		case eventsChannel:
+			appended := appendedTypes(n.Payload)
 			for _, rn := range r.runners {
-				poke(rn.wake)
+				if rn.reads(appended) {
+					poke(rn.wake)
+				} else {
+					poke(rn.stir)
+				}
 			}
 		case controlChannel:
 			if rn := r.byName[n.Payload]; rn != nil {
@@ -88,4 +95,15 @@ func (r *Runtime) listenOnce(ctx context.Context) (bool, error) {
 			}
 		}
 	}
+}
+
+// appendedTypes decodes the payload of an events notification: the types
+// appended, or nil when it does not say (an empty payload, as from a store
+// before 00009, or one that cannot be read: then every listener wakes).
+func appendedTypes(payload string) []string {
+	var types []string
+	if json.Unmarshal([]byte(payload), &types) != nil {
+		return nil
+	}
+	return types
 }

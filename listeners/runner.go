@@ -80,6 +80,10 @@ SET position = $4, lease_until = clock_timestamp() + $5::bigint * interval '1 mi
 WHERE name = $1 AND holder = $2 AND position = $3`
 )
 
+// idleCoalesce is how many times Coalesce a listener waits after appends of
+// types it does not read (see Options.Coalesce).
+const idleCoalesce = 20
+
 // errLeaseLost means another replica holds the listener now.
 var errLeaseLost = errors.New("lease lost")
 
@@ -178,7 +182,7 @@ func (rn *runner) lead(ctx context.Context, log *slog.Logger) bool {
 	coalesce := time.NewTimer(0)
 	coalesce.Stop()
 	defer coalesce.Stop()
-	coalescing := false
+	coalescing, idle := false, false // idle: coalescing for a stir only
 
 	failures, due := 0, true
 	for {
@@ -208,12 +212,12 @@ func (rn *runner) lead(ctx context.Context, log *slog.Logger) bool {
 		}
 		// While backing off, only the retry timer (and the lease) count:
 		// appends must not hurry a failing listener.
-		var wake, control <-chan struct{}
+		var wake, stir, control <-chan struct{}
 		var polled, retried, coalesced <-chan time.Time
 		if failures > 0 {
 			retried = retry.C
 		} else {
-			wake, control, polled = rn.wake, rn.control, poll.C
+			wake, stir, control, polled = rn.wake, rn.stir, rn.control, poll.C
 			if coalescing {
 				coalesced = coalesce.C
 			}
@@ -225,13 +229,21 @@ func (rn *runner) lead(ctx context.Context, log *slog.Logger) bool {
 			switch {
 			case o.Coalesce < 0:
 				due = true
-			case !coalescing:
+			case !coalescing || idle:
 				// More commits are likely on their way: take them together.
-				coalescing = true
+				coalescing, idle = true, false
 				coalesce.Reset(o.Coalesce)
 			}
+		case <-stir:
+			switch {
+			case o.Coalesce < 0:
+				due = true
+			case !coalescing:
+				coalescing, idle = true, true
+				coalesce.Reset(idleCoalesce * o.Coalesce)
+			}
 		case <-coalesced:
-			coalescing, due = false, true
+			coalescing, idle, due = false, false, true
 		case <-control:
 			due = true
 		case <-polled:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dcbkit/dcbkit/eventstore"
 	"github.com/dcbkit/dcbkit/listeners"
 )
 
@@ -81,4 +82,70 @@ func TestNotificationConnectionReconnects(t *testing.T) {
 		return len(now) == 1 && now[0] != first[0]
 	})
 	deliveredPromptly(t, e, rt, "reconnected", b)
+}
+
+// TestWhichNotificationsWake: a notification wakes a listener at once when
+// it names a type the listener reads, or cannot say (an empty payload, from
+// a store before migration 00009, or an unreadable one), and always a
+// listener that reads every type; otherwise it only stirs it.
+func TestWhichNotificationsWake(t *testing.T) {
+	t.Parallel()
+	typed := eventstore.Query{Items: []eventstore.QueryItem{{Types: []string{"A", "B"}, Tags: []string{"x:1"}}, {Types: []string{"C"}}}}
+	for _, c := range []struct {
+		name    string
+		q       eventstore.Query
+		payload string
+		wakes   bool
+	}{
+		{"OneOfItsTypes", typed, `["Z","C"]`, true},
+		{"NoneOfItsTypes", typed, `["Z","Y"]`, false},
+		{"EmptyList", typed, `[]`, false},
+		{"TypesUnknown", typed, ``, true},
+		{"UnreadablePayload", typed, `{"A"`, true},
+		{"AnItemOfAnyType", eventstore.Query{Items: []eventstore.QueryItem{{Types: []string{"A"}}, {Tags: []string{"x:1"}}}}, `["Z"]`, true},
+		{"EveryEvent", eventstore.All, `["Z"]`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.Equal(t, c.wakes, listeners.Wakes(c.q, c.payload))
+		})
+	}
+}
+
+// TestUnreadTypesMoveTheCheckpointLater: appends of types a listener does
+// not read (no polling) still move its checkpoint past them, but after 20
+// times Coalesce rather than at once; WaitFor hurries it; and an append of
+// its own type is delivered.
+func TestUnreadTypesMoveTheCheckpointLater(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tag := fresh("u")
+	opts := options(t, "r")
+	opts.PollInterval, opts.Coalesce = time.Hour, 200*time.Millisecond
+	const idle = 20 * 200 * time.Millisecond
+	q := eventstore.Query{Items: []eventstore.QueryItem{{Types: []string{"Read"}}}}
+	rt, _ := e.start(t, opts, recorder("typed", "r", q))
+	waitUntil(t, "listening", func() bool { return len(e.listenBackends(t)) == 1 })
+	waitFor(t, rt, "typed", e.append(t, ev("Read", tag)))
+	// Wake-ups still pending (the one after connecting, WaitFor's) run a
+	// batch within a Coalesce: settled once a few pass without one.
+	for before := listeners.Attempts(rt, "typed"); ; {
+		time.Sleep(3 * opts.Coalesce)
+		now := listeners.Attempts(rt, "typed")
+		if now == before {
+			break
+		}
+		before = now
+	}
+
+	head, start := e.append(t, ev("Unread", tag)), time.Now()
+	waitUntil(t, "past the unread event", func() bool { return status(t, rt, "typed").Checkpoint >= head })
+	require.GreaterOrEqual(t, time.Since(start), idle, "moved before 20 × Coalesce")
+
+	head, start = e.append(t, ev("Unread", tag)), time.Now()
+	waitFor(t, rt, "typed", head)
+	require.Less(t, time.Since(start), idle, "WaitFor did not hurry it")
+
+	read := e.append(t, ev("Read", tag))
+	waitFor(t, rt, "typed", read)
+	require.Equal(t, e.positions(t, q), e.handled(t, "typed"))
 }
