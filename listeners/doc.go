@@ -57,10 +57,13 @@
 //     after the failing one wait; nothing is skipped. A panicking handler
 //     counts as a failed batch.
 //  6. Wake-ups. The event store notifies the channel dcb_events when an
-//     append commits; each Runtime listens on one dedicated connection and
-//     wakes its listeners, which also poll every PollInterval, so a lost
-//     notification costs at most that. A lost connection is re-established
-//     with backoff, and every listener looks again once it is back.
+//     append commits, naming the types it stored; each Runtime listens on
+//     one dedicated connection and wakes its listeners: within Coalesce
+//     those that read one of the types, within 20 × Coalesce the others,
+//     which only have to move their checkpoints (WaitFor hurries them).
+//     Listeners also poll every PollInterval, so a lost notification costs
+//     at most that. A lost connection is re-established with backoff, and
+//     every listener looks again once it is back.
 //  7. Resets are atomic. Reset empties read models and sets their
 //     checkpoints to 0 in one transaction, also on a database where the
 //     listeners never ran. Reset and batches both lock the listener's row
