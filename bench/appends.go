@@ -300,6 +300,9 @@ func (b *bench) scenarioBatch(ctx context.Context, db *database) error {
 			if err != nil {
 				return fmt.Errorf("scenario 3: read the store's keys: %w", err)
 			}
+			if want := size * (1 + 2*2); len(batchKeys) != want || len(keyEvent) != want {
+				return fmt.Errorf("scenario 3: read %d keys of the store's last batch, want %d", len(batchKeys), want)
+			}
 		}
 		if _, err := b.warmUp(ctx, 1, op); err != nil {
 			return fmt.Errorf("scenario 3 warm-up: %w", err)

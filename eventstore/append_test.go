@@ -125,13 +125,26 @@ func TestAppendNotifiesItsTypes(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `["Quoted \"type\""]`, next(), "nothing from the failed append")
 
-	var many []eventstore.Event
-	for i := range 40 {
-		many = append(many, ev(fmt.Sprintf("%03d%s", i, strings.Repeat("x", 250)), b))
+	// PostgreSQL refuses payloads of 8000 bytes or more. The payload is
+	// ["t1","t2",…]: 1 + Σ (len(ti) + 3) bytes.
+	types := func(lengths ...int) []eventstore.Event {
+		var events []eventstore.Event
+		for i, n := range lengths {
+			events = append(events, ev(fmt.Sprintf("%02d%s", i, strings.Repeat("x", n-2)), b))
+		}
+		return events
 	}
-	_, err = s.Append(ctx, many, nil)
+	var fits, over []int
+	for range 30 {
+		fits, over = append(fits, 255), append(over, 255)
+	}
+	fits, over = append(fits, 255), append(over, 256) // 7,999 and 8,000 bytes
+	_, err = s.Append(ctx, types(fits...), nil)
 	require.NoError(t, err)
-	require.Empty(t, next(), "40 types of 253 bytes do not fit in 8000")
+	require.Len(t, next(), 7999)
+	_, err = s.Append(ctx, types(over...), nil)
+	require.NoError(t, err)
+	require.Empty(t, next(), "8000 bytes do not fit")
 }
 
 // TestIdempotentRetry: appending the same event ids again (a client retry

@@ -26,7 +26,8 @@
 //     every matching event at or below that head was visible to it, so the
 //     checkpoint moves to the head even if the last events do not match. A
 //     reader waiting for position N (WaitFor) therefore never waits for an
-//     event the listener does not handle.
+//     event the listener does not handle to be handled, only for the
+//     checkpoint to move past it (see 6 for when).
 //  3. Exactly once in effect. What Handle writes through its tx commits
 //     together with the new checkpoint, or not at all. If Handle fails, the
 //     commit fails or the process dies, the batch is rolled back and handed
@@ -60,7 +61,8 @@
 //     append commits, naming the types it stored; each Runtime listens on
 //     one dedicated connection and wakes its listeners: within Coalesce
 //     those that read one of the types, within 20 × Coalesce the others,
-//     which only have to move their checkpoints (WaitFor hurries them).
+//     which only have to move their checkpoints (WaitFor on the replica
+//     running one cuts that back to Coalesce).
 //     Listeners also poll every PollInterval, so a lost notification costs
 //     at most that. A lost connection is re-established with backoff, and
 //     every listener looks again once it is back.

@@ -65,7 +65,8 @@ type Options struct {
 	// commit per listener into one per Coalesce, in bigger batches, for a
 	// read model at most this much later. A listener notified of events none
 	// of whose types it reads waits 20 times as long (100ms by default): it
-	// only has to move its checkpoint past them, and WaitFor hurries it.
+	// only has to move its checkpoint past them, and WaitFor on the replica
+	// that runs it cuts the wait back to Coalesce.
 	Coalesce time.Duration
 	// NoListen turns notifications off: listeners then wake only by polling.
 	// For connection poolers that cannot LISTEN (PgBouncer in transaction mode).
@@ -149,10 +150,10 @@ type runner struct {
 	// wake says events of types the listener reads were appended (or types
 	// unknown); stir says events were appended that it does not read, so
 	// that all it has to do is move its checkpoint past them, which can
-	// wait; control says the listener's row changed elsewhere (its holder
-	// released it, or it was reset). All three are buffered by one and sent
-	// to without blocking.
-	wake, stir, control chan struct{}
+	// wait; hurry says WaitFor is waiting, so that it should not; control
+	// says the listener's row changed elsewhere (its holder released it, or
+	// it was reset). All are buffered by one and sent to without blocking.
+	wake, stir, hurry, control chan struct{}
 	// types are the event types the listener reads; nil when its query
 	// matches events of any type.
 	types    map[string]bool
@@ -185,8 +186,9 @@ func New(pool *pgxpool.Pool, store *eventstore.Store, opts Options, listeners ..
 		if err := store.Limits().ValidateQuery("listener "+l.Name+" query", l.Query); err != nil {
 			panic(fmt.Sprintf("listeners: %v", err))
 		}
-		rn := &runner{rt: r, l: l, wake: make(chan struct{}, 1), stir: make(chan struct{}, 1), control: make(chan struct{}, 1),
-			types: typesOf(l.Query)}
+		rn := &runner{rt: r, l: l, wake: make(chan struct{}, 1), stir: make(chan struct{}, 1), hurry: make(chan struct{}, 1),
+			control: make(chan struct{}, 1),
+			types:   typesOf(l.Query)}
 		r.runners = append(r.runners, rn)
 		r.byName[l.Name] = rn
 	}
@@ -376,7 +378,9 @@ const checkpointSQL = `SELECT coalesce((SELECT position FROM listener_checkpoint
 // WaitFor returns the checkpoint of the named listener as soon as it is at
 // least position, wherever the listener runs: it reads the checkpoint from
 // the database, wakes when this Runtime commits a batch of it and otherwise
-// polls, starting at a few milliseconds. When ctx ends first it returns the
+// polls, starting at a few milliseconds. When this Runtime runs the listener
+// and it is waiting out events it does not read (see Options.Coalesce),
+// WaitFor cuts that wait short; it never starts a batch otherwise. When ctx ends first it returns the
 // last checkpoint it read and an error wrapping ctx.Err(). An unknown name is
 // an error matching ErrUnknownListener.
 func (r *Runtime) WaitFor(ctx context.Context, name string, position int64) (int64, error) {
@@ -401,7 +405,7 @@ func (r *Runtime) WaitFor(ctx context.Context, name string, position int64) (int
 			return checkpoint, nil
 		}
 		if rn.active.Load() {
-			poke(rn.wake) // it may be taking its time over events it does not read
+			poke(rn.hurry) // it may be taking its time over events it does not read
 		}
 		timer.Reset(poll)
 		select {

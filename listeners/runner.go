@@ -212,12 +212,12 @@ func (rn *runner) lead(ctx context.Context, log *slog.Logger) bool {
 		}
 		// While backing off, only the retry timer (and the lease) count:
 		// appends must not hurry a failing listener.
-		var wake, stir, control <-chan struct{}
+		var wake, stir, hurry, control <-chan struct{}
 		var polled, retried, coalesced <-chan time.Time
 		if failures > 0 {
 			retried = retry.C
 		} else {
-			wake, stir, control, polled = rn.wake, rn.stir, rn.control, poll.C
+			wake, stir, hurry, control, polled = rn.wake, rn.stir, rn.hurry, rn.control, poll.C
 			if coalescing {
 				coalesced = coalesce.C
 			}
@@ -241,6 +241,11 @@ func (rn *runner) lead(ctx context.Context, log *slog.Logger) bool {
 			case !coalescing:
 				coalescing, idle = true, true
 				coalesce.Reset(idleCoalesce * o.Coalesce)
+			}
+		case <-hurry:
+			if coalescing && idle {
+				idle = false
+				coalesce.Reset(o.Coalesce)
 			}
 		case <-coalesced:
 			coalescing, idle, due = false, false, true

@@ -129,7 +129,6 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
--- The previous definition is in 00001_events.sql (with 00006's settings);
--- its empty payload wakes every listener, which this version's listeners
--- understand too.
+-- Down keeps this definition (the previous one is 00001's with 00006's
+-- settings): listeners from before it ignore the payload.
 SELECT 1;
