@@ -26,7 +26,7 @@ import (
 //	CartCleared                     → every item is gone
 //
 // A batch of events is applied as its net effect (itemChanges), plus the
-// carts it saw, in four statements whatever its size. Applying an event
+// carts it saw, in one round trip whatever its size. Applying an event
 // twice changes nothing.
 const CartItemsReadModel = "cart_items"
 
@@ -69,12 +69,7 @@ func applyCartItems(ctx context.Context, tx pgx.Tx, events []eventstore.StoredEv
 	}
 
 	b := &pgx.Batch{}
-	rmCarts, rmItems, rmBefore := changes.removals()
-	b.Queue(`DELETE FROM cart_items c USING unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS d(cart_id, item_id, before)
-		WHERE c.cart_id = d.cart_id AND c.item_id = d.item_id AND c.added_position < d.before`, rmCarts, rmItems, rmBefore)
-	clCarts, clBefore := changes.clearings()
-	b.Queue(`DELETE FROM cart_items c USING unnest($1::uuid[], $2::bigint[]) AS d(cart_id, before)
-		WHERE c.cart_id = d.cart_id AND c.added_position < d.before`, clCarts, clBefore)
+	changes.queueDeletes(b, "cart_items", "added_position")
 	var cartIDs [][16]byte
 	var cartPositions []int64
 	for c, p := range carts {

@@ -22,7 +22,7 @@ import (
 // those it enqueues ArchiveItem (archive_item.go) in the listener's own
 // transaction, so the jobs exist if and only if the checkpoint moved.
 // The events between two price changes are written as their net effect, in
-// three statements (itemChanges).
+// one round trip (itemChanges).
 //
 //	CartItemAdded                   → the row
 //	CartItemRemoved, ItemArchived   → the row is gone
@@ -81,19 +81,14 @@ func (s *Service) applyCartsWithProducts(ctx context.Context, tx pgx.Tx, events 
 	return nil
 }
 
-// writeCartsWithProducts applies a run of events to the table, in three
-// statements whatever its length (see itemChanges).
+// writeCartsWithProducts applies a run of events to the table, in one
+// round trip whatever its length (see itemChanges).
 func writeCartsWithProducts(ctx context.Context, tx pgx.Tx, changes *itemChanges) error {
 	if changes.empty() {
 		return nil
 	}
 	b := &pgx.Batch{}
-	rmCarts, rmItems, rmBefore := changes.removals()
-	b.Queue(`DELETE FROM carts_with_products c USING unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS d(cart_id, item_id, before)
-		WHERE c.cart_id = d.cart_id AND c.item_id = d.item_id AND c.position < d.before`, rmCarts, rmItems, rmBefore)
-	clCarts, clBefore := changes.clearings()
-	b.Queue(`DELETE FROM carts_with_products c USING unnest($1::uuid[], $2::bigint[]) AS d(cart_id, before)
-		WHERE c.cart_id = d.cart_id AND c.position < d.before`, clCarts, clBefore)
+	changes.queueDeletes(b, "carts_with_products", "position")
 	var carts, items, products [][16]byte
 	var positions []int64
 	var fingerprints []string

@@ -3,15 +3,16 @@ package cart
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dcbkit/dcbkit/eventstore"
@@ -150,9 +151,54 @@ func TestCartsWithProductsMatchesEventByEvent(t *testing.T) {
 	}
 }
 
-func query(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) pgx.Rows {
+func query(t *testing.T, db interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, sql string, args ...any) pgx.Rows {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), sql, args...)
+	rows, err := db.Query(context.Background(), sql, args...)
 	require.NoError(t, err)
 	return rows
+}
+
+// TestItemDeletesProbeThePrimaryKey: the deletes of both item read models,
+// as prepared statements keep them (a generic plan), on tables that were
+// never analysed (a replay after a reset), are primary-key probes: no scan
+// of the table, no hash or merge join that would need one. Without the plan
+// settings queued before them, both are a hash join over a sequential scan,
+// and every batch of a replay read the whole table.
+func TestItemDeletesProbeThePrimaryKey(t *testing.T) {
+	t.Parallel()
+	pool := eventstoretest.NewPool(t)
+	ctx := context.Background()
+	for _, table := range []struct{ name, added, fill string }{
+		{"cart_items", "added_position", `INSERT INTO cart_items (cart_id, item_id, product_id, added_position, fingerprint, description, image, price)
+			SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), i, '', '', '', 1 FROM generate_series(1, 20000) AS i`},
+		{"carts_with_products", "position", `INSERT INTO carts_with_products (cart_id, item_id, product_id, position, fingerprint)
+			SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), i, '' FROM generate_series(1, 20000) AS i`},
+	} {
+		t.Run(table.name, func(t *testing.T) {
+			b := &pgx.Batch{}
+			newItemChanges().queueDeletes(b, table.name, table.added)
+			tx, err := pool.Begin(ctx)
+			require.NoError(t, err)
+			defer func() { _ = tx.Rollback(ctx) }()
+			for _, sql := range []string{table.fill, b.QueuedQueries[0].SQL, `SET LOCAL plan_cache_mode = force_generic_plan`} {
+				_, err := tx.Exec(ctx, sql)
+				require.NoError(t, err, sql)
+			}
+			for i, q := range b.QueuedQueries[1:] {
+				name := fmt.Sprintf("%s_delete_%d", table.name, i)
+				_, err := tx.Exec(ctx, `PREPARE `+name+` AS `+q.SQL)
+				require.NoError(t, err)
+				nulls := strings.TrimSuffix(strings.Repeat("NULL, ", len(q.Arguments)), ", ")
+				lines, err := pgx.CollectRows(query(t, tx, `EXPLAIN EXECUTE `+name+`(`+nulls+`)`), pgx.RowTo[string])
+				require.NoError(t, err)
+				plan := strings.Join(lines, "\n")
+				for _, bad := range []string{"Seq Scan", "Hash Join", "Merge Join"} {
+					require.NotContains(t, plan, bad, "%s\n%s", q.SQL, plan)
+				}
+				require.Contains(t, plan, table.name+"_pkey", plan)
+			}
+		})
+	}
 }
