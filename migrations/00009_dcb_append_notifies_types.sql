@@ -4,7 +4,8 @@
 -- strings, so that a listener reading none of them need not wake at once
 -- (package listeners). The payload is '' when the types would not fit in a
 -- notification (8000 bytes): every listener wakes, as before. Otherwise the
--- function is 00001's, with 00006's settings.
+-- function is 00001's, with 00006's settings; the types come from the same
+-- statement as the positions, so the function runs no more statements.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION dcb_append(
     ev_append int[], ev_ids uuid[], ev_types text[], ev_tags_lo int[], ev_tags_hi int[],
@@ -105,13 +106,15 @@ BEGIN
                 WITH ORDINALITY AS i(a, id, type, tags_lo, tags_hi, data, metadata, ord)
             WHERE accepted[i.a]
             ORDER BY i.ord
-            RETURNING events.position, events.id
+            RETURNING events.position, events.id, events.type
         ), keys AS (
             INSERT INTO event_keys (key, position)
             SELECT k.key, inserted.position
             FROM unnest(key_event, key_values) AS k(ev, key) JOIN inserted ON inserted.id = ev_ids[k.ev]
         )
-        SELECT array_agg(x.a), array_agg(x.last) INTO apps, lasts
+        SELECT array_agg(x.a), array_agg(x.last),
+            (SELECT to_json(array_agg(DISTINCT inserted.type))::text FROM inserted)
+        INTO apps, lasts, payload
         FROM (SELECT ev_append[u.i] AS a, max(inserted.position) AS last
               FROM inserted JOIN unnest(ev_ids) WITH ORDINALITY AS u(id, i) ON u.id = inserted.id
               GROUP BY 1) AS x;
@@ -120,8 +123,6 @@ BEGIN
         END LOOP;
         -- Wakes listeners when the transaction commits, saying which types
         -- were appended ('' when too many to say: then every listener wakes).
-        SELECT to_json(array_agg(DISTINCT t))::text INTO payload
-        FROM unnest(ev_types, ev_append) AS x(t, a) WHERE accepted[x.a];
         PERFORM pg_notify('dcb_events', CASE WHEN octet_length(payload) < 8000 THEN payload ELSE '' END);
     END IF;
 END
