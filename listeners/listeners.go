@@ -186,9 +186,8 @@ func New(pool *pgxpool.Pool, store *eventstore.Store, opts Options, listeners ..
 		if err := store.Limits().ValidateQuery("listener "+l.Name+" query", l.Query); err != nil {
 			panic(fmt.Sprintf("listeners: %v", err))
 		}
-		rn := &runner{rt: r, l: l, wake: make(chan struct{}, 1), stir: make(chan struct{}, 1), hurry: make(chan struct{}, 1),
-			control: make(chan struct{}, 1),
-			types:   typesOf(l.Query)}
+		rn := &runner{rt: r, l: l, types: typesOf(l.Query), wake: make(chan struct{}, 1),
+			stir: make(chan struct{}, 1), hurry: make(chan struct{}, 1), control: make(chan struct{}, 1)}
 		r.runners = append(r.runners, rn)
 		r.byName[l.Name] = rn
 	}
@@ -380,9 +379,9 @@ const checkpointSQL = `SELECT coalesce((SELECT position FROM listener_checkpoint
 // the database, wakes when this Runtime commits a batch of it and otherwise
 // polls, starting at a few milliseconds. When this Runtime runs the listener
 // and it is waiting out events it does not read (see Options.Coalesce),
-// WaitFor cuts that wait short; it never starts a batch otherwise. When ctx ends first it returns the
-// last checkpoint it read and an error wrapping ctx.Err(). An unknown name is
-// an error matching ErrUnknownListener.
+// WaitFor cuts that wait short; it never starts a batch otherwise. When ctx
+// ends first it returns the last checkpoint it read and an error wrapping
+// ctx.Err(). An unknown name is an error matching ErrUnknownListener.
 func (r *Runtime) WaitFor(ctx context.Context, name string, position int64) (int64, error) {
 	rn, err := r.lookup(name)
 	if err != nil {

@@ -2,6 +2,7 @@ package listeners_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -28,11 +29,7 @@ func deliveredPromptly(t *testing.T, e *env, rt *listeners.Runtime, name, tag st
 	for range 4 {
 		// Not WaitFor, which may itself hurry the listener.
 		pos := e.append(t, ev("E", tag))
-		deadline := time.Now().Add(5 * time.Second)
-		for status(t, rt, name).Checkpoint < pos {
-			require.True(t, time.Now().Before(deadline), "position %d not delivered in time", pos)
-			time.Sleep(2 * time.Millisecond)
-		}
+		waitUntil(t, fmt.Sprintf("position %d delivered", pos), func() bool { return status(t, rt, name).Checkpoint >= pos })
 	}
 	require.Equal(t, e.positions(t, tagQuery(tag)), e.handled(t, name))
 }

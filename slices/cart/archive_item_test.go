@@ -3,7 +3,6 @@ package cart
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"testing"
 
 	"github.com/google/uuid"
@@ -11,9 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dcbkit/dcbkit/eventstore"
-	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
 	"github.com/dcbkit/dcbkit/gwt"
-	"github.com/dcbkit/dcbkit/workqueue"
 )
 
 func TestArchiveItemRules(t *testing.T) {
@@ -73,10 +70,8 @@ func TestArchiveItemRules(t *testing.T) {
 // batch again (a redelivery, a replay) enqueues nothing more.
 func TestPriceChangeEnqueuesOneArchivePerCartItem(t *testing.T) {
 	t.Parallel()
-	store, pool := testStore(t), eventstoretest.SharedPool(t)
-	jobs := workqueue.New(pool, workqueue.Options{Logger: slog.New(slog.DiscardHandler)})
-	s := &Service{Store: store, Pool: pool, Jobs: jobs}
-	s.RegisterJobs(jobs, 0)
+	s := serviceWithJobs(t)
+	store, pool := s.Store, s.Pool
 
 	p := newID()
 	one, two, three := newID(), newID(), newID()

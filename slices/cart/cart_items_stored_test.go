@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dcbkit/dcbkit/eventstore"
 	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
 )
 
@@ -24,17 +23,10 @@ func TestCartItemsProjectionMatchesTheFold(t *testing.T) {
 	for round := range 20 {
 		rng := rand.New(rand.NewPCG(uint64(round), 7))
 		carts := []uuid.UUID{newID(), newID(), newID()}
-		var history []eventstore.StoredEvent
+		h := &history{t: t, position: int64(1_000_000 * (round + 1))}
 		live := map[uuid.UUID]cart{}
-		position := int64(1_000_000 * (round + 1))
-		emit := func(v any) {
-			e, err := Events.Encode(v)
-			require.NoError(t, err)
-			position++
-			history = append(history, eventstore.StoredEvent{Event: e, Position: position})
-		}
 		for _, c := range carts {
-			emit(CartCreated{c})
+			h.emit(CartCreated{c})
 			live[c] = evolveCart(live[c], CartCreated{c})
 		}
 		for range 60 {
@@ -44,9 +36,9 @@ func TestCartItemsProjectionMatchesTheFold(t *testing.T) {
 			switch n := rng.IntN(10); {
 			case n < 5 || len(state.items) == 0:
 				it := item(c, newID(), "1.5")
-				if len(state.items) == 0 && n == 0 && len(history) > 3 { // an id coming back
-					for i := len(history) - 1; i >= 0; i-- {
-						if old, err := Events.Decode(history[i]); err == nil {
+				if len(state.items) == 0 && n == 0 && len(h.events) > 3 { // an id coming back
+					for i := len(h.events) - 1; i >= 0; i-- {
+						if old, err := Events.Decode(h.events[i]); err == nil {
 							if a, ok := old.(CartItemAdded); ok && a.CartID == c {
 								it.ItemID = a.ItemID
 								break
@@ -58,16 +50,16 @@ func TestCartItemsProjectionMatchesTheFold(t *testing.T) {
 			case n < 7:
 				v = CartItemRemoved{c, state.items[rng.IntN(len(state.items))].ItemID}
 			case n < 9:
-				v = ItemArchived{c, state.items[rng.IntN(len(state.items))].ItemID, position}
+				v = ItemArchived{c, state.items[rng.IntN(len(state.items))].ItemID, h.position}
 			default:
 				v = CartCleared{c}
 			}
-			emit(v)
+			h.emit(v)
 			live[c] = evolveCart(live[c], v)
 		}
 
 		for range 2 { // the second time is a redelivery of every batch
-			for rest := history; len(rest) > 0; {
+			for rest := h.events; len(rest) > 0; {
 				n := min(len(rest), 1+rng.IntN(25))
 				require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return applyCartItems(ctx, tx, rest[:n]) }))
 				rest = rest[n:]

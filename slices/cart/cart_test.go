@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
 	"github.com/dcbkit/dcbkit/gwt"
 	"github.com/dcbkit/dcbkit/httpapi"
+	"github.com/dcbkit/dcbkit/workqueue"
 )
 
 // Helpers for the cart's tests: fresh ids, a store per package, both ways of
@@ -39,6 +41,32 @@ func bothWays[S, C any](t *testing.T, d decide.Decider[S, C], run func(t *testin
 	t.Helper()
 	t.Run("Pure", func(t *testing.T) { t.Parallel(); run(t, gwt.For(d)) })
 	t.Run("Store", func(t *testing.T) { t.Parallel(); run(t, gwt.For(d).On(testStore(t))) })
+}
+
+// serviceWithJobs is a Service on the package's store whose jobs are
+// enqueued but never worked.
+func serviceWithJobs(t *testing.T) *Service {
+	pool := eventstoretest.SharedPool(t)
+	jobs := workqueue.New(pool, workqueue.Options{Logger: slog.New(slog.DiscardHandler)})
+	s := &Service{Store: testStore(t), Pool: pool, Jobs: jobs}
+	s.RegisterJobs(jobs, 0)
+	return s
+}
+
+// history is a log made up for a projector's test: the events emitted, as
+// a read would return them, at the positions after the one it starts at.
+type history struct {
+	t        *testing.T
+	events   []eventstore.StoredEvent
+	position int64 // of the last event emitted
+}
+
+func (h *history) emit(v any) {
+	h.t.Helper()
+	e, err := Events.Encode(v)
+	require.NoError(h.t, err)
+	h.position++
+	h.events = append(h.events, eventstore.StoredEvent{Event: e, Position: h.position})
 }
 
 func item(cartID uuid.UUID, product uuid.UUID, price string) CartItemAdded {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -15,9 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dcbkit/dcbkit/eventstore"
 	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
-	"github.com/dcbkit/dcbkit/workqueue"
 )
 
 // TestCartsWithProductsMatchesEventByEvent: random histories of three carts
@@ -29,10 +26,8 @@ import (
 // batches) changes nothing.
 func TestCartsWithProductsMatchesEventByEvent(t *testing.T) {
 	t.Parallel()
-	pool := eventstoretest.SharedPool(t)
-	jobs := workqueue.New(pool, workqueue.Options{Logger: slog.New(slog.DiscardHandler)})
-	s := &Service{Store: testStore(t), Pool: pool, Jobs: jobs}
-	s.RegisterJobs(jobs, 0)
+	s := serviceWithJobs(t)
+	pool := s.Pool
 	ctx := context.Background()
 
 	type row struct {
@@ -48,14 +43,7 @@ func TestCartsWithProductsMatchesEventByEvent(t *testing.T) {
 		var after []map[cartItem]row       // and after each event
 		wantJobs := map[ArchiveItem]bool{} // and the jobs enqueued so far
 		var gone []cartItem                // items that left their cart, to come back
-		var history []eventstore.StoredEvent
-		position := int64(1_000_000 * (round + 1))
-		emit := func(v any) {
-			e, err := Events.Encode(v)
-			require.NoError(t, err)
-			position++
-			history = append(history, eventstore.StoredEvent{Event: e, Position: position})
-		}
+		h := &history{t: t, position: int64(1_000_000 * (round + 1))}
 		inCart := func(c uuid.UUID) []cartItem {
 			var in []cartItem
 			for k := range rows {
@@ -78,36 +66,36 @@ func TestCartsWithProductsMatchesEventByEvent(t *testing.T) {
 						it.CartID, it.ItemID = back.cart, back.item
 					}
 				}
-				emit(it)
-				rows[cartItem{it.CartID, it.ItemID}] = row{it.ProductID, position, it.Fingerprint}
+				h.emit(it)
+				rows[cartItem{it.CartID, it.ItemID}] = row{it.ProductID, h.position, it.Fingerprint}
 			case n < 11:
 				k := in[rng.IntN(len(in))]
-				emit(CartItemRemoved{k.cart, k.item})
+				h.emit(CartItemRemoved{k.cart, k.item})
 				delete(rows, k)
 				gone = append(gone, k)
 			case n < 14:
 				k := in[rng.IntN(len(in))]
-				emit(ItemArchived{k.cart, k.item, position})
+				h.emit(ItemArchived{k.cart, k.item, h.position})
 				delete(rows, k)
 				gone = append(gone, k)
 			case n < 15:
-				emit(CartCleared{c})
+				h.emit(CartCleared{c})
 				for _, k := range in {
 					delete(rows, k)
 				}
 				gone = append(gone, in...)
 			case n < 16:
-				emit(CartSubmitted{CartID: c})
+				h.emit(CartSubmitted{CartID: c})
 				for _, k := range in {
 					delete(rows, k)
 				}
 				gone = append(gone, in...)
 			default:
 				p := products[rng.IntN(len(products))]
-				emit(PriceChanged{ProductID: p, OldPrice: money("1"), NewPrice: money("2")})
+				h.emit(PriceChanged{ProductID: p, OldPrice: money("1"), NewPrice: money("2")})
 				for k, r := range rows {
 					if r.Product == p {
-						wantJobs[ArchiveItem{k.cart, k.item, position, r.Fingerprint}] = true
+						wantJobs[ArchiveItem{k.cart, k.item, h.position, r.Fingerprint}] = true
 					}
 				}
 			}
@@ -125,10 +113,10 @@ func TestCartsWithProductsMatchesEventByEvent(t *testing.T) {
 		}
 
 		for pass := range 2 { // the second pass replays everything over the result
-			for done := 0; done < len(history); {
-				n := min(len(history)-done, 1+rng.IntN(25))
+			for done := 0; done < len(h.events); {
+				n := min(len(h.events)-done, 1+rng.IntN(25))
 				require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-					return s.applyCartsWithProducts(ctx, tx, history[done:done+n])
+					return s.applyCartsWithProducts(ctx, tx, h.events[done:done+n])
 				}))
 				if done += n; pass == 0 {
 					require.Equal(t, after[done-1], stored(), "round %d, after event %d", round, done-1)
