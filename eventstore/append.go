@@ -92,9 +92,10 @@ type appendStatement struct {
 }
 
 // appendSQL commits a batch of appends; the work is done by dcb_append
-// (migrations/00001_events.sql), one row per append comes back, in order.
+// (migrations/00010_event_keys_runs.sql), one row per append comes back, in
+// order.
 const appendSQL = `SELECT existing_counts, conditions_failed, last_positions
-FROM dcb_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`
+FROM dcb_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)`
 
 // prepare validates an append and flattens it; see appendStatement.
 func (s *Store) prepare(ctx context.Context, events []Event, cond *AppendCondition) (*appendStatement, error) {
@@ -173,7 +174,7 @@ func (s *Store) prepare(ctx context.Context, events []Event, cond *AppendConditi
 // batchArgs concatenates appends into the arguments of appendSQL.
 func batchArgs(stmts []*appendStatement) []any {
 	var (
-		evAppend, tagsLo, tagsHi, keyEvent            []int32
+		evAppend, tagsLo, tagsHi, keyEvent, keySpans  []int32
 		ids                                           []uuid.UUID
 		types, tags, meta                             []string
 		data                                          [][]byte
@@ -201,8 +202,10 @@ func batchArgs(stmts []*appendStatement) []any {
 		tags = append(tags, st.tags...)
 		data = append(data, st.data...)
 		meta = append(meta, st.meta...)
-		keyEvent = shift(keyEvent, st.keyEvent, events)
-		keys = append(keys, st.keys...)
+		runEvent, runKeys, runSpans := st.keyRuns()
+		keyEvent = shift(keyEvent, runEvent, events)
+		keys = append(keys, runKeys...)
+		keySpans = append(keySpans, runSpans...)
 		after = append(after, st.after)
 		matchAll = append(matchAll, st.matchAll)
 		idsGiven = append(idsGiven, st.idsGiven)
@@ -224,8 +227,28 @@ func batchArgs(stmts []*appendStatement) []any {
 		keyEvent, keys, after, matchAll, idsGiven,
 		nonNil(pAppend), nonNil(pKeys), nonNil(pTypesLo), nonNil(pTypesHi),
 		nonNil(pTagsLo), nonNil(pTagsHi), nonNil(pTypes), nonNil(pTags),
-		nonNil(later), nonNil(earlier),
+		nonNil(later), nonNil(earlier), keySpans,
 	}
+}
+
+// keyRuns returns the rows of event_keys for st's events: one per key and
+// run of consecutive events that have it, with the run's last event
+// (1-based) and its length. The events of a batch mostly share their type
+// and a tag or two, which then cost one row instead of one per event.
+func (st *appendStatement) keyRuns() (events []int32, keys []int64, spans []int32) {
+	open := make(map[int64]int, len(st.keys)) // key -> its latest row
+	for k, key := range st.keys {
+		ev := st.keyEvent[k]
+		if r, ok := open[key]; ok && events[r] >= ev-1 {
+			if events[r] == ev-1 { // the run goes on; else the event has the key twice
+				events[r], spans[r] = ev, spans[r]+1
+			}
+			continue
+		}
+		open[key] = len(keys)
+		events, keys, spans = append(events, ev), append(keys, key), append(spans, 1)
+	}
+	return events, keys, spans
 }
 
 // dependencies returns the pairs (later, earlier), 1-based and sorted by

@@ -39,8 +39,10 @@
 //  6. Cost does not grow with the log. Every probe is a range scan of a btree
 //     of (lookup key, position), the keys being 64-bit hashes of the event's
 //     type, of each tag and of each (type, tag); candidates are verified
-//     against the event, so hashing never changes an answer. The statements
-//     pin generic plans, which are index probes whatever the arguments.
+//     against the event, so hashing never changes an answer. A key that
+//     consecutive events of one append share is one entry for the run of
+//     their positions. The statements pin generic plans, which are index
+//     probes whatever the arguments.
 //  7. Nothing lost, nothing half-written: an append is one transaction. Input
 //     that cannot be stored (empty type, oversized tag, too many events,
 //     malformed query: see Limits) is refused with an *InputError before

@@ -20,8 +20,10 @@ import (
 // paths probes indexes. The statements live in dcb_append and dcb_read, which
 // pin generic plans; a generic plan that scans the log is what made
 // conditional appends crawl elsewhere. auto_explain reports the plan of every
-// statement they run, and none may scan events or event_keys sequentially
-// or fetch a whole key through a bitmap:
+// statement they run, and none may scan events or event_keys sequentially,
+// fetch a whole key through a bitmap or sort it whole, or be JIT-compiled
+// (which costs tens of milliseconds, and which PostgreSQL's default jit
+// settings start from a plan cost these plans reach):
 // on a brand-new database never analysed (plans made there are cached by the
 // session), then on the same session after 20,000 events with hot and cold
 // boundaries, then on a new session after ANALYZE.
@@ -53,31 +55,35 @@ func TestPlansUseIndexes(t *testing.T) {
 		return conn
 	}
 
+	// A limited read stops after its page: a key's runs come in position
+	// order from the index, and only the positions within each run are
+	// sorted (a full Sort would read every entry of the key first).
+	const keysInOrder = "Incremental Sort"
 	tagged := query(item{Types: []string{"T1", "T2"}, Tags: []string{"cold:17", "hot"}}, item{Tags: []string{"hot"}}, item{Types: []string{"T3"}})
 	statements := []struct {
 		name string
 		sql  string
 		args func() []any
-		want string // a step the plans must show, so we know the path ran
+		want []string // steps the plans must show, so we know the path ran
 	}{
 		{"AppendWithCondition", eventstore.AppendSQL, func() []any {
 			args, err := s.AppendArgs([]eventstore.Event{{Type: "T1", Tags: []string{"hot"}}}, cond(tagged, 1<<40))
 			require.NoError(t, err)
 			return args
-		}, "Insert on event_keys"},
+		}, []string{"Insert on event_keys"}},
 		{"AppendMatchAll", eventstore.AppendSQL, func() []any {
 			args, err := s.AppendArgs([]eventstore.Event{{ID: uuid.Must(uuid.NewV7()), Type: "T1"}}, cond(query(), 1<<40))
 			require.NoError(t, err)
 			return args
-		}, "Insert on event_keys"},
-		{"Read", eventstore.ReadSQL, func() []any { return eventstore.ReadArgs(tagged, eventstore.ReadOptions{From: 19990, Limit: 100}) }, "event_keys_key_position"},
+		}, []string{"Insert on event_keys"}},
+		{"Read", eventstore.ReadSQL, func() []any { return eventstore.ReadArgs(tagged, eventstore.ReadOptions{From: 19990, Limit: 100}) }, []string{"Index Only Scan using event_keys_key_position", keysInOrder}},
 		{"ReadBackwards", eventstore.ReadSQL, func() []any {
 			return eventstore.ReadArgs(tagged, eventstore.ReadOptions{From: 10, Limit: 100, Backwards: true})
-		}, "Index Only Scan Backward using event_keys_key_position"},
-		{"ReadAll", eventstore.ReadSQL, func() []any { return eventstore.ReadArgs(query(), eventstore.ReadOptions{From: 19990, Limit: 100}) }, "Index Scan using events_pkey"},
+		}, []string{"Index Only Scan Backward using event_keys_key_position", keysInOrder}},
+		{"ReadAll", eventstore.ReadSQL, func() []any { return eventstore.ReadArgs(query(), eventstore.ReadOptions{From: 19990, Limit: 100}) }, []string{"Index Scan using events_pkey"}},
 		{"ReadAllBackwards", eventstore.ReadSQL, func() []any {
 			return eventstore.ReadArgs(query(), eventstore.ReadOptions{From: 19990, Limit: 100, Backwards: true})
-		}, "Index Scan Backward using events_pkey"},
+		}, []string{"Index Scan Backward using events_pkey"}},
 	}
 	check := func(conn *pgx.Conn, phase string) {
 		for _, st := range statements {
@@ -101,8 +107,11 @@ func TestPlansUseIndexes(t *testing.T) {
 				require.Greater(t, nested, 1, "%s, %s: auto_explain reported no nested statements:\n%s", phase, st.name, text)
 				require.NotContains(t, text, "Seq Scan on event", "%s, %s:\n%s", phase, st.name, text)
 				require.NotContains(t, text, "Bitmap Heap Scan on event", "%s, %s:\n%s", phase, st.name, text)
-				if phase != "empty" {
-					require.Contains(t, text, st.want, "%s, %s:\n%s", phase, st.name, text)
+				require.NotContains(t, text, "JIT:", "%s, %s: compiling costs more than these statements run:\n%s", phase, st.name, text)
+				for _, want := range st.want {
+					if phase != "empty" {
+						require.Contains(t, text, want, "%s, %s:\n%s", phase, st.name, text)
+					}
 				}
 				if testing.Verbose() && run == 0 {
 					t.Logf("%s, %s:\n%s", phase, st.name, text)
