@@ -20,13 +20,15 @@ import (
 // paths probes indexes. The statements live in dcb_append and dcb_read, which
 // pin generic plans; a generic plan that scans the log is what made
 // conditional appends crawl elsewhere. auto_explain reports the plan of every
-// statement they run, and none may scan events or event_keys sequentially,
-// fetch a whole key through a bitmap or sort it whole, or be JIT-compiled
+// statement they run, and none may scan events or event_keys sequentially or
+// without an index condition (a merge join reads a whole index), fetch a
+// whole key through a bitmap or sort it whole, or be JIT-compiled
 // (which costs tens of milliseconds, and which PostgreSQL's default jit
 // settings start from a plan cost these plans reach):
 // on a brand-new database never analysed (plans made there are cached by the
-// session), then on the same session after 20,000 events with hot and cold
-// boundaries, then on a new session after ANALYZE.
+// session), on a new session after 200 events and ANALYZE, then on both
+// sessions after 20,000 events with hot and cold boundaries, then on a new
+// session after ANALYZE.
 func TestPlansUseIndexes(t *testing.T) {
 	t.Parallel()
 	url := eventstoretest.DatabaseURL(t)
@@ -107,6 +109,13 @@ func TestPlansUseIndexes(t *testing.T) {
 				require.Greater(t, nested, 1, "%s, %s: auto_explain reported no nested statements:\n%s", phase, st.name, text)
 				require.NotContains(t, text, "Seq Scan on event", "%s, %s:\n%s", phase, st.name, text)
 				require.NotContains(t, text, "Bitmap Heap Scan on event", "%s, %s:\n%s", phase, st.name, text)
+				lines := strings.Split(text, "\n")
+				for i, line := range lines {
+					if strings.Contains(line, "Scan") && (strings.Contains(line, " on events ") || strings.Contains(line, " on event_keys ")) {
+						require.True(t, i+1 < len(lines) && strings.Contains(lines[i+1], "Index Cond:"),
+							"%s, %s: a scan of the log without an index condition reads it from its start:\n%s", phase, st.name, text)
+					}
+				}
 				require.NotContains(t, text, "JIT:", "%s, %s: compiling costs more than these statements run:\n%s", phase, st.name, text)
 				for _, want := range st.want {
 					if phase != "empty" {
@@ -122,22 +131,35 @@ func TestPlansUseIndexes(t *testing.T) {
 
 	conn := connect()
 	check(conn, "empty")
-	for chunk := range 20 {
-		events := make([]eventstore.Event, 1000)
-		for i := range events {
-			n := chunk*1000 + i
-			events[i] = eventstore.Event{Type: fmt.Sprintf("T%d", n%7), Tags: []string{fmt.Sprintf("cold:%d", n), "hot"}, Data: []byte(`{}`)}
-			if n%2 == 0 {
-				events[i].Tags = events[i].Tags[:1]
+	n := 0
+	fill := func(count int) {
+		for count > 0 {
+			events := make([]eventstore.Event, min(count, 1000))
+			for i := range events {
+				events[i] = eventstore.Event{Type: fmt.Sprintf("T%d", n%7), Tags: []string{fmt.Sprintf("cold:%d", n), "hot"}, Data: []byte(`{}`)}
+				if n%2 == 0 {
+					events[i].Tags = events[i].Tags[:1]
+				}
+				n++
 			}
+			args, err := s.AppendArgs(events, nil)
+			require.NoError(t, err)
+			_, err = conn.Exec(ctx, eventstore.AppendSQL, args...)
+			require.NoError(t, err)
+			count -= len(events)
 		}
-		args, err := s.AppendArgs(events, nil)
-		require.NoError(t, err)
-		_, err = conn.Exec(ctx, eventstore.AppendSQL, args...)
+	}
+	analyse := func() {
+		_, err := conn.Exec(ctx, "ANALYZE events; ANALYZE event_keys")
 		require.NoError(t, err)
 	}
+	fill(200)
+	analyse()
+	small := connect()
+	check(small, "small, analysed")
+	fill(19800)
 	check(conn, "filled, plans made when empty")
-	_, err := conn.Exec(ctx, "ANALYZE events; ANALYZE event_keys")
-	require.NoError(t, err)
+	check(small, "filled, plans made when small")
+	analyse()
 	check(connect(), "analysed, new session")
 }
