@@ -40,10 +40,10 @@ ALTER INDEX event_keys_key_position_span RENAME TO event_keys_key_position;
 -- its append, ending at key_event, have the key. Callers from before this
 -- migration do not pass it, and their rows are runs of one position, as
 -- before.
-DROP FUNCTION dcb_append(int[], uuid[], text[], int[], int[], text[], bytea[], text[], int[], bigint[],
+DROP FUNCTION IF EXISTS dcb_append(int[], uuid[], text[], int[], int[], text[], bytea[], text[], int[], bigint[],
     bigint[], boolean[], boolean[], int[], bigint[], int[], int[], int[], int[], text[], text[], int[], int[]);
 -- +goose StatementBegin
-CREATE FUNCTION dcb_append(
+CREATE OR REPLACE FUNCTION dcb_append(
     ev_append int[], ev_ids uuid[], ev_types text[], ev_tags_lo int[], ev_tags_hi int[],
     ev_tags text[], ev_data bytea[], ev_metadata text[],
     key_event int[], key_values bigint[],
