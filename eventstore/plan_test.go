@@ -117,8 +117,8 @@ func TestPlansUseIndexes(t *testing.T) {
 					}
 				}
 				require.NotContains(t, text, "JIT:", "%s, %s: compiling costs more than these statements run:\n%s", phase, st.name, text)
-				for _, want := range st.want {
-					if phase != "empty" {
+				if phase != "empty" {
+					for _, want := range st.want {
 						require.Contains(t, text, want, "%s, %s:\n%s", phase, st.name, text)
 					}
 				}

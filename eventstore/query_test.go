@@ -175,11 +175,7 @@ func TestKeyCollisionNeverChangesAnAnswer(t *testing.T) {
 	q := query(item{Tags: []string{tag}})
 	all, err := s.Read(ctx, q, eventstore.ReadOptions{})
 	require.NoError(t, err)
-	got := make([]int64, len(all))
-	for i, e := range all {
-		got[i] = e.Position
-	}
-	require.Equal(t, positions, got)
+	require.Equal(t, positions, positionsOf(all))
 	page, err := s.Read(ctx, q, eventstore.ReadOptions{Limit: 3})
 	require.NoError(t, err)
 	require.Len(t, page, 3, "the page is completed past the collision")

@@ -2,7 +2,9 @@ package eventstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -114,7 +116,7 @@ func TestKeyRunsAnswerLikeOneRowPerEvent(t *testing.T) {
 	}
 }
 
-var errRolledBack = fmt.Errorf("rolled back")
+var errRolledBack = errors.New("rolled back")
 
 // expectedPage is what Read must return of the matching positions (in
 // ascending order) for opts.
@@ -170,13 +172,11 @@ func TestCallersFromBeforeKeyRuns(t *testing.T) {
 	require.Equal(t, last, positionsOf(got))
 }
 
+// placeholders returns "$1, $2, …, $n".
 func placeholders(n int) string {
-	out := ""
-	for i := range n {
-		if i > 0 {
-			out += ", "
-		}
-		out += fmt.Sprintf("$%d", i+1)
+	ps := make([]string, n)
+	for i := range ps {
+		ps[i] = fmt.Sprintf("$%d", i+1)
 	}
-	return out
+	return strings.Join(ps, ", ")
 }
