@@ -30,6 +30,36 @@ func TestPercentileIsNearestRank(t *testing.T) {
 	}
 }
 
+func TestSpreadIsMedianAndRangeAndJudgedByTheMedian(t *testing.T) {
+	t.Parallel()
+	odd := spreadOf([]float64{0.58, 0.44, 0.47, 0.61, 0.46})
+	if odd != (spread{median: 0.47, low: 0.44, high: 0.61}) {
+		t.Errorf("spread of 5 rounds = %+v", odd)
+	}
+	if even := spreadOf([]float64{0.6, 0.4, 0.5, 0.7}); even.median != 0.55 {
+		t.Errorf("median of 4 rounds = %v, want 0.55", even.median)
+	}
+
+	var x row
+	x.judgeRounds("raw", odd, "≥ 0.50", atLeast(0.5))
+	if x.Verdict != "MISS" || !x.Straddles || *x.Ratio != 0.47 || x.RatioRange[0] != 0.44 || x.RatioRange[1] != 0.61 {
+		t.Errorf("judged %+v: want MISS by the median, straddling, range 0.44–0.61", x)
+	}
+	if got := misses(&results{Rows: []row{x}}); len(got) != 1 || !strings.Contains(got[0], "some rounds met the target") {
+		t.Errorf("misses = %q, want the straddle said", got)
+	}
+	x = row{}
+	x.judgeRounds("raw", spread{median: 0.9, low: 0.8, high: 1}, "≥ 0.70", atLeast(0.7))
+	if x.Verdict != "PASS" || x.Straddles {
+		t.Errorf("judged %+v: want PASS, not straddling", x)
+	}
+	x = row{}
+	x.judgeRounds("raw", odd, "", nil)
+	if x.Verdict != "info" || x.Straddles || len(x.RatioRange) != 2 {
+		t.Errorf("judged %+v: want info with a range", x)
+	}
+}
+
 func TestMeasureCountsSuccessesFailuresAndStopsOnError(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

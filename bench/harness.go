@@ -327,11 +327,11 @@ type variant func(d time.Duration) (phase, error)
 // compare runs the variants in turn, rounds times, each for d/rounds per
 // round, in an order that alternates (A B C, C B A, …) so that a change in
 // the machine's load during the comparison touches every variant alike. It
-// returns each variant's rounds merged and, for every variant, the median
+// returns each variant's rounds merged and, for every variant, the spread
 // over the rounds of its throughput over variant 0's in the same round.
 // On a machine shared with other work, the median of paired rounds is a
 // far steadier ratio than two long phases one after the other.
-func compare(rounds int, d time.Duration, vs ...variant) ([]phase, []float64, error) {
+func compare(rounds int, d time.Duration, vs ...variant) ([]phase, []spread, error) {
 	per := make([][]phase, len(vs))
 	for r := range rounds {
 		order := make([]int, len(vs))
@@ -350,20 +350,35 @@ func compare(rounds int, d time.Duration, vs ...variant) ([]phase, []float64, er
 		}
 	}
 	merged := make([]phase, len(vs))
-	ratios := make([]float64, len(vs))
+	ratios := make([]spread, len(vs))
 	for i := range vs {
 		merged[i] = merge(per[i]...)
 		rs := make([]float64, rounds)
 		for r := range rounds {
 			rs[r] = per[i][r].perSecond() / per[0][r].perSecond()
 		}
-		slices.Sort(rs)
-		ratios[i] = rs[rounds/2]
-		if rounds%2 == 0 {
-			ratios[i] = (rs[rounds/2-1] + rs[rounds/2]) / 2
-		}
+		ratios[i] = spreadOf(rs)
 	}
 	return merged, ratios, nil
+}
+
+// spread is a ratio measured in paired rounds: the median of the rounds'
+// ratios, and the lowest and the highest. The median is the figure; the
+// range shows how far the machine moved it from one round to the next.
+type spread struct{ median, low, high float64 }
+
+func spreadOf(rs []float64) spread {
+	rs = slices.Sorted(slices.Values(rs))
+	n := len(rs)
+	m := rs[n/2]
+	if n%2 == 0 {
+		m = (rs[n/2-1] + rs[n/2]) / 2
+	}
+	return spread{median: m, low: rs[0], high: rs[n-1]}
+}
+
+func (s spread) String() string {
+	return fmt.Sprintf("%.2f (rounds %.2f–%.2f)", s.median, s.low, s.high)
 }
 
 // walPosition returns the server's current WAL position, in bytes.

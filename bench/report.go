@@ -25,11 +25,17 @@ type row struct {
 	// figure over the baseline's (throughput, or latency for scenario 4).
 	Baseline string   `json:"baseline,omitempty"`
 	Ratio    *float64 `json:"ratio,omitempty"`
-	Target   string   `json:"target,omitempty"`
-	// Verdict is PASS, MISS, baseline, info or SKIPPED.
-	Verdict string         `json:"verdict"`
-	Notes   string         `json:"notes,omitempty"`
-	Extra   map[string]any `json:"extra,omitempty"`
+	// RatioRange is the lowest and the highest ratio of the paired rounds
+	// whose median is Ratio, where the ratio was measured in rounds.
+	RatioRange []float64 `json:"ratio_range,omitempty"`
+	Target     string    `json:"target,omitempty"`
+	// Verdict is PASS, MISS, baseline, info or SKIPPED. Measured in rounds,
+	// it goes by the median; Straddles says that some rounds fell on the
+	// other side of the target: a verdict the machine's noise can flip.
+	Verdict   string         `json:"verdict"`
+	Straddles bool           `json:"rounds_straddle_target,omitempty"`
+	Notes     string         `json:"notes,omitempty"`
+	Extra     map[string]any `json:"extra,omitempty"`
 }
 
 // results is the whole run, as written to the JSON file.
@@ -71,11 +77,33 @@ func (x *row) judge(baseline string, ratio float64, target string, ok bool) {
 	}
 }
 
+// judgeRounds is judge for a ratio measured in paired rounds (compare): the
+// verdict goes by the median, pass tells whether a ratio meets the target
+// (nil: no target), and the row records the rounds' range and whether it
+// straddles the target.
+func (x *row) judgeRounds(baseline string, s spread, target string, pass func(float64) bool) {
+	x.judge(baseline, s.median, target, pass != nil && pass(s.median))
+	x.RatioRange = []float64{s.low, s.high}
+	x.Straddles = pass != nil && pass(s.low) != pass(s.high)
+}
+
+// atLeast is the test of a "≥ min" target.
+func atLeast(min float64) func(float64) bool {
+	return func(r float64) bool { return r >= min }
+}
+
 // cells are a row's columns as the table and the Markdown print them.
 func cells(x row) []any {
 	ratio, ops, conc := "-", "-", "-"
 	if x.Ratio != nil {
 		ratio = fmt.Sprintf("%.2f", *x.Ratio)
+	}
+	if len(x.RatioRange) == 2 {
+		ratio += fmt.Sprintf(" (%.2f–%.2f)", x.RatioRange[0], x.RatioRange[1])
+	}
+	verdict := x.Verdict
+	if x.Straddles {
+		verdict += " (rounds straddle)"
 	}
 	if x.OpsPerSec > 0 {
 		ops = fmt.Sprintf("%.0f", x.OpsPerSec)
@@ -83,7 +111,7 @@ func cells(x row) []any {
 	if x.Concurrency > 0 {
 		conc = fmt.Sprint(x.Concurrency)
 	}
-	return []any{x.Scenario, x.Name, conc, ops, latency(x.P50us), latency(x.P99us), ratio, x.Target, x.Verdict, x.Notes}
+	return []any{x.Scenario, x.Name, conc, ops, latency(x.P50us), latency(x.P99us), ratio, x.Target, verdict, x.Notes}
 }
 
 // writeTable prints the results as an aligned table.
@@ -135,7 +163,11 @@ func misses(r *results) []string {
 	var out []string
 	for _, x := range r.Rows {
 		if x.Verdict == "MISS" {
-			out = append(out, strings.TrimSpace(x.Scenario+" "+x.Name))
+			name := strings.TrimSpace(x.Scenario + " " + x.Name)
+			if x.Straddles {
+				name += fmt.Sprintf(" (median %.2f; some rounds met the target)", *x.Ratio)
+			}
+			out = append(out, name)
 		}
 	}
 	return out

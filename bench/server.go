@@ -299,7 +299,7 @@ func (b *bench) scenarioHTTP(ctx context.Context, db, storeDB *database) error {
 	base := b.res.add(phaseRow("6", "add-item decision, store level, rounds beside 6's", conns, "decision", store))
 	base.Verdict = "baseline"
 	x := b.res.add(phaseRow("6", "POST /additem via the server", conns, "request", p))
-	x.judge("store-level add-item decisions, alternating rounds", ratios[1], "≥ 0.50", ratios[1] >= 0.5)
+	x.judgeRounds("store-level add-item decisions, alternating rounds", ratios[1], "≥ 0.50", atLeast(0.5))
 	x.Notes = fmt.Sprintf("statuses %s; %d items stored for %d answers 200", strings.Join(codes, ", "), stored, added.Load())
 	if b.addItemRate > 0 {
 		x.Notes += fmt.Sprintf("; %.2f× scenario 4's rate", p.perSecond()/b.addItemRate)
