@@ -63,8 +63,8 @@ func phaseRow(scenario, name string, concurrency int, unit string, p phase) row 
 
 func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
-// judge sets the ratio and, when min > 0, the verdict: PASS when ratio ≥ min
-// (or ≤ max when max > 0).
+// judge sets the ratio and the verdict: info without a target, else PASS
+// when ok and MISS when not.
 func (x *row) judge(baseline string, ratio float64, target string, ok bool) {
 	x.Baseline, x.Ratio, x.Target = baseline, &ratio, target
 	if target == "" {
