@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,21 +59,19 @@ func TestKeyRunsAnswerLikeOneRowPerEvent(t *testing.T) {
 	}
 	appends = append(appends, batch)
 
-	var log []eventstore.Event
-	var pos []int64
+	var log []eventstore.StoredEvent
 	for _, events := range appends {
 		res, err := s.Append(ctx, events, nil)
 		require.NoError(t, err)
-		for i := range events {
-			pos = append(pos, res.Position-int64(len(events)-1-i))
+		for i, e := range events {
+			log = append(log, eventstore.StoredEvent{Event: e, Position: res.Position - int64(len(events)-1-i)})
 		}
-		log = append(log, events...)
 	}
 	var rows, keys int
 	require.NoError(t, s.Pool().QueryRow(ctx, "SELECT count(*), sum(span) FROM event_keys").Scan(&rows, &keys))
 	require.Less(t, rows, keys, "no key was stored as a run")
 
-	queries := []eventstore.Query{
+	requireAnswersOf(t, s, log, []eventstore.Query{
 		query(item{Tags: []string{"b1"}}),
 		query(item{Tags: []string{"mid"}}),
 		query(item{Tags: []string{"odd"}}),
@@ -83,13 +82,22 @@ func TestKeyRunsAnswerLikeOneRowPerEvent(t *testing.T) {
 		query(item{Tags: []string{"mid", "b1"}}),
 		query(item{Types: []string{"B"}, Tags: []string{"b1", "mid"}}),
 		query(item{Tags: []string{"even"}}, item{Types: []string{"B"}, Tags: []string{"mid"}}),
-	}
-	head := pos[len(pos)-1]
+	})
+}
+
+// requireAnswersOf checks every read of each query from every position up to
+// the head of log (the whole log, in order), with limits 0, 1, 2, 3 and 5,
+// in both directions, and a condition after every position, against what
+// Query.Matches says of log.
+func requireAnswersOf(t *testing.T, s *eventstore.Store, log []eventstore.StoredEvent, queries []eventstore.Query) {
+	t.Helper()
+	ctx := context.Background()
+	head := log[len(log)-1].Position
 	for qi, q := range queries {
 		var matching []int64
-		for i, e := range log {
+		for _, e := range log {
 			if q.Matches(e.Type, e.Tags) {
-				matching = append(matching, pos[i])
+				matching = append(matching, e.Position)
 			}
 		}
 		for from := int64(0); from <= head+1; from++ {
@@ -114,6 +122,83 @@ func TestKeyRunsAnswerLikeOneRowPerEvent(t *testing.T) {
 			require.Equal(t, wantFail, errorsIsCondition(err), "query %d after %d: %v", qi, after, err)
 		}
 	}
+}
+
+// TestKeyRunsOfABatchOfAppends: appends committed together (one dcb_append
+// call, as group commit makes them) each store their own runs, and appends
+// rejected in the batch, by an earlier one of it or by the log, leave none
+// behind: the accepted appends' events are stored in order, the key rows
+// stand for exactly their keys, and every read and condition answers like
+// Query.Matches. One event repeats a tag inside a run.
+func TestKeyRunsOfABatchOfAppends(t *testing.T) {
+	t.Parallel()
+	s := eventstoretest.NewStore(t, eventstore.Options{})
+	ctx := context.Background()
+	_, err := s.Append(ctx, []eventstore.Event{ev("Seed", "taken")}, nil)
+	require.NoError(t, err)
+
+	own := func(typ string, app, i int, tags ...string) eventstore.Event {
+		return ev(typ, append(tags, fmt.Sprintf("own:%d.%d", app, i))...)
+	}
+	var appends [][]eventstore.Event
+	var conds []*eventstore.AppendCondition
+	add := func(c *eventstore.AppendCondition, events ...eventstore.Event) {
+		appends, conds = append(appends, events), append(conds, c)
+	}
+	add(nil, own("A", 0, 0, "b"), own("A", 0, 1, "b", "b"), own("A", 0, 2, "b"), own("A", 0, 3, "b"))
+	add(cond(query(item{Tags: []string{"b"}}), 0), // fails against the first append, in the batch
+		own("A", 1, 0, "c"), own("A", 1, 1, "c"), own("A", 1, 2, "c"))
+	add(cond(query(item{Tags: []string{"taken"}}), 0), // fails against the log
+		own("B", 2, 0, "c"), own("B", 2, 1, "c"), own("B", 2, 2, "c"))
+	add(cond(query(item{Tags: []string{"nothing"}}), 0),
+		own("A", 3, 0, "c", "b"), own("A", 3, 1, "c", "b"), own("B", 3, 2, "c", "b"), own("B", 3, 3, "c"), own("A", 3, 4, "c"))
+	add(nil, own("A", 4, 0, "b"), own("A", 4, 1, "b"))
+	accepted := []bool{true, false, false, true, true}
+
+	args, err := s.BatchArgs(appends, conds)
+	require.NoError(t, err)
+	var existing []int64
+	var failed []bool
+	var last []*int64
+	require.NoError(t, s.Pool().QueryRow(ctx, eventstore.AppendSQL, args...).Scan(&existing, &failed, &last))
+	var want []eventstore.Event
+	wantKeys := 0
+	for i, events := range appends {
+		require.Equal(t, !accepted[i], failed[i], "append %d", i)
+		require.Equal(t, accepted[i], last[i] != nil, "append %d", i)
+		if accepted[i] {
+			want = append(want, events...)
+			for _, e := range events {
+				wantKeys += 1 + 2*len(slices.Compact(slices.Sorted(slices.Values(e.Tags))))
+			}
+		}
+	}
+
+	log, err := s.Read(ctx, eventstore.All, eventstore.ReadOptions{})
+	require.NoError(t, err)
+	require.Len(t, log, 1+len(want))
+	for i, e := range want {
+		got := log[1+i]
+		require.Equal(t, e.Type, got.Type, "event %d", i)
+		require.Equal(t, slices.Compact(slices.Clone(e.Tags)), got.Tags, "event %d", i)
+		require.Equal(t, log[1].Position+int64(i), got.Position, "event %d: the batch's positions are consecutive", i)
+	}
+	var rows, keys int
+	require.NoError(t, s.Pool().QueryRow(ctx, "SELECT count(*), sum(span) FROM event_keys WHERE position > $1",
+		log[0].Position).Scan(&rows, &keys))
+	require.Equal(t, wantKeys, keys, "the key rows do not stand for the stored events' keys")
+	require.Less(t, rows, keys, "no key was stored as a run")
+
+	requireAnswersOf(t, s, log, []eventstore.Query{
+		query(item{Tags: []string{"b"}}),
+		query(item{Tags: []string{"c"}}),
+		query(item{Types: []string{"A"}}),
+		query(item{Types: []string{"B"}}),
+		query(item{Types: []string{"A"}, Tags: []string{"b"}}),
+		query(item{Tags: []string{"b", "c"}}),
+		query(item{Types: []string{"B"}, Tags: []string{"c"}}),
+		query(item{Tags: []string{"own:3.2"}}),
+	})
 }
 
 var errRolledBack = errors.New("rolled back")
