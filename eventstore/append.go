@@ -74,7 +74,8 @@ func (s *Store) observe(n int, start time.Time, err error) {
 // appendStatement is one append, validated and flattened for dcb_append:
 // ids generated, tags deduplicated, metadata defaulted, lookup keys computed.
 // Tag ranges and key_event indexes are 1-based within this append; batchArgs
-// shifts them when appends are committed together.
+// shifts them when appends are committed together. The lookup keys are
+// already in runs (keyRuns): a row of event_keys each.
 type appendStatement struct {
 	ids            []uuid.UUID
 	types          []string
@@ -82,8 +83,9 @@ type appendStatement struct {
 	tags           []string
 	data           [][]byte
 	meta           []string
-	keyEvent       []int32
+	keyEvent       []int32 // the last event of each key's run
 	keys           []int64
+	keySpans       []int32 // the run's length
 	idsGiven       bool
 	cond           *Query // nil: no condition
 	after          int64
@@ -159,6 +161,7 @@ func (s *Store) prepare(ctx context.Context, events []Event, cond *AppendConditi
 			st.keys = append(st.keys, k)
 		}
 	}
+	st.keyEvent, st.keys, st.keySpans = keyRuns(st.keyEvent, st.keys)
 	if cond != nil {
 		st.cond = &cond.FailIfEventsMatch
 		st.after = cond.After
@@ -202,10 +205,9 @@ func batchArgs(stmts []*appendStatement) []any {
 		tags = append(tags, st.tags...)
 		data = append(data, st.data...)
 		meta = append(meta, st.meta...)
-		runEvent, runKeys, runSpans := st.keyRuns()
-		keyEvent = shift(keyEvent, runEvent, events)
-		keys = append(keys, runKeys...)
-		keySpans = append(keySpans, runSpans...)
+		keyEvent = shift(keyEvent, st.keyEvent, events)
+		keys = append(keys, st.keys...)
+		keySpans = append(keySpans, st.keySpans...)
 		after = append(after, st.after)
 		matchAll = append(matchAll, st.matchAll)
 		idsGiven = append(idsGiven, st.idsGiven)
@@ -231,14 +233,15 @@ func batchArgs(stmts []*appendStatement) []any {
 	}
 }
 
-// keyRuns returns the rows of event_keys for st's events: one per key and
-// run of consecutive events that have it, with the run's last event
-// (1-based) and its length. The events of a batch mostly share their type
-// and a tag or two, which then cost one row instead of one per event.
-func (st *appendStatement) keyRuns() (events []int32, keys []int64, spans []int32) {
-	open := make(map[int64]int, len(st.keys)) // key -> its latest row
-	for k, key := range st.keys {
-		ev := st.keyEvent[k]
+// keyRuns turns the lookup keys of an append's events, each with its event
+// (1-based, in order), into the rows of event_keys: one per key and run of
+// consecutive events that have it, with the run's last event and its length.
+// The events of a batch mostly share their type and a tag or two, which then
+// cost one row instead of one per event.
+func keyRuns(keyEvent []int32, perEvent []int64) (events []int32, keys []int64, spans []int32) {
+	open := make(map[int64]int, len(perEvent)) // key -> its latest row
+	for k, key := range perEvent {
+		ev := keyEvent[k]
 		if r, ok := open[key]; ok && events[r] >= ev-1 {
 			if events[r] == ev-1 { // the run goes on; else the event has the key twice
 				events[r], spans[r] = ev, spans[r]+1
@@ -282,7 +285,9 @@ func dependencies(stmts []*appendStatement) (later, earlier []int32) {
 			}
 		}
 		for k, key := range st.keys {
-			byKey[key] = append(byKey[key], eventRef{app: j, ev: int(st.keyEvent[k] - 1)})
+			for ev := st.keyEvent[k] - st.keySpans[k]; ev < st.keyEvent[k]; ev++ {
+				byKey[key] = append(byKey[key], eventRef{app: j, ev: int(ev)})
+			}
 		}
 	}
 	return later, earlier
