@@ -61,6 +61,10 @@ type eventType struct {
 type fieldDefault struct {
 	index int
 	value reflect.Value
+	// json, when set, is value's encoding, decoded afresh into each event:
+	// value holds memory (a map, a slice, a pointer) that decoding, or
+	// whoever receives the event, would otherwise write into for everybody.
+	json []byte
 }
 
 type tagField struct {
@@ -199,7 +203,15 @@ func (r *Registry) decode(typ string, tags []string, data []byte) (any, error) {
 	}
 	p := reflect.New(et.goType)
 	for _, d := range et.defaults {
-		p.Elem().Field(d.index).Set(d.value)
+		if d.json == nil {
+			p.Elem().Field(d.index).Set(d.value)
+			continue
+		}
+		v := reflect.New(d.value.Type())
+		if err := json.Unmarshal(d.json, v.Interface()); err != nil {
+			return nil, fmt.Errorf("eventstore: decode %s: default of field %s: %w", typ, et.goType.Field(d.index).Name, err)
+		}
+		p.Elem().Field(d.index).Set(v.Elem())
 	}
 	if err := json.Unmarshal(data, p.Interface()); err != nil {
 		return nil, fmt.Errorf("eventstore: decode %s: %w", typ, err)
@@ -237,8 +249,13 @@ func setFromTag(field reflect.Value, key string, tags []string) error {
 // DefaultField returns an upcaster for a field added to an event after some
 // were stored: documents without the field (JSON name) read as if it held
 // value. It does not touch the JSON: the field is set before decoding, and
-// a document that has it overwrites it. NewRegistry panics when the type has
-// no such field or value does not fit it.
+// a document that has it is decoded into it as encoding/json decodes into a
+// value already set: merged into a map or a struct (pointed to or not),
+// replacing anything else. Each decoded event gets its own copy: a value of
+// a kind other than bool, number or string is kept as its JSON encoding and
+// decoded afresh for every event, so that no event shares a map, slice or
+// pointer with another. NewRegistry panics when the type has no such field,
+// value does not fit it, or value does not encode to JSON and decode back.
 func DefaultField(field string, value any) Upcaster { return fieldUpcaster{field, value} }
 
 type fieldUpcaster struct {
@@ -260,7 +277,23 @@ func (u fieldUpcaster) apply(t reflect.Type, et *eventType) {
 		if !v.IsValid() || !v.Type().AssignableTo(f.Type) {
 			panic(fmt.Sprintf("eventstore: DefaultField %s of %s: %T does not fit %s", u.field, t, u.value, f.Type))
 		}
-		et.defaults = append(et.defaults, fieldDefault{index: i, value: v})
+		d := fieldDefault{index: i, value: v}
+		switch v.Kind() {
+		case reflect.Bool, reflect.String, reflect.Float32, reflect.Float64,
+			reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+			// Set copies it.
+		default:
+			b, err := json.Marshal(u.value)
+			if err == nil {
+				err = json.Unmarshal(b, reflect.New(v.Type()).Interface())
+			}
+			if err != nil {
+				panic(fmt.Sprintf("eventstore: DefaultField %s of %s: %v", u.field, t, err))
+			}
+			d.json = b
+		}
+		et.defaults = append(et.defaults, d)
 		return
 	}
 	panic(fmt.Sprintf("eventstore: DefaultField %s: %s has no such field", u.field, t))

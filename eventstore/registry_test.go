@@ -2,10 +2,13 @@ package eventstore_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dcbkit/dcbkit/eventstore"
@@ -150,4 +153,63 @@ func TestUpcasterKinds(t *testing.T) {
 	}
 	require.Panics(t, func() { eventstore.NewRegistry(eventstore.Type[titled]("T", eventstore.DefaultField("nope", 1))) })
 	require.Panics(t, func() { eventstore.NewRegistry(eventstore.Type[titled]("T", eventstore.DefaultField("pages", "x"))) })
+}
+
+type labelled struct {
+	Attrs  map[string]string `json:"attrs"`
+	Labels []string          `json:"labels"`
+	Owner  *string           `json:"owner"`
+}
+
+var labelledRegistry = eventstore.NewRegistry(eventstore.Type[labelled]("Labelled",
+	eventstore.DefaultField("attrs", map[string]string{}),
+	eventstore.DefaultField("labels", []string{"none"}),
+	eventstore.DefaultField("owner", new("nobody"))))
+
+func decodeLabelled(t assert.TestingT, raw string) labelled {
+	v, err := labelledRegistry.Decode(eventstore.StoredEvent{Event: eventstore.Event{Type: "Labelled", Data: []byte(raw)}})
+	if !assert.NoError(t, err) {
+		return labelled{Owner: new("")}
+	}
+	return v.(labelled)
+}
+
+// TestDefaultFieldIsNotShared: decoding a current-shape event, or changing a
+// decoded event, does not change the default later old-shape events read:
+// each decode has its own copy of a map, slice or pointer default.
+func TestDefaultFieldIsNotShared(t *testing.T) {
+	t.Parallel()
+	old := labelled{Attrs: map[string]string{}, Labels: []string{"none"}, Owner: new("nobody")}
+	require.Equal(t, old, decodeLabelled(t, `{}`))
+
+	current := decodeLabelled(t, `{"attrs":{"color":"red"},"labels":["x"],"owner":"ann"}`)
+	require.Equal(t, labelled{Attrs: map[string]string{"color": "red"}, Labels: []string{"x"}, Owner: new("ann")}, current)
+	require.Equal(t, old, decodeLabelled(t, `{}`), "the current document was not decoded into the default")
+
+	got := decodeLabelled(t, `{}`)
+	got.Attrs["size"], got.Labels[0], *got.Owner = "L", "changed", "mallory"
+	require.Equal(t, old, decodeLabelled(t, `{}`), "a caller's change to its event is its own")
+}
+
+// TestDefaultFieldConcurrentDecodes: decodes of both shapes at once, which
+// wrote into one shared map before (-race, or a fatal concurrent map write).
+func TestDefaultFieldConcurrentDecodes(t *testing.T) {
+	t.Parallel()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				if (w+i)%2 == 0 {
+					got := decodeLabelled(t, fmt.Sprintf(`{"attrs":{"w%d":"%d"},"labels":["%d"],"owner":"w%d"}`, w, i, i, w))
+					assert.Equal(t, map[string]string{fmt.Sprintf("w%d", w): fmt.Sprint(i)}, got.Attrs)
+					continue
+				}
+				got := decodeLabelled(t, `{}`)
+				assert.Empty(t, got.Attrs)
+				assert.Equal(t, []string{"none"}, got.Labels)
+				assert.Equal(t, "nobody", *got.Owner)
+			}
+		})
+	}
+	wg.Wait()
 }
