@@ -191,6 +191,22 @@ func TestIdempotentRetry(t *testing.T) {
 	require.Len(t, stored, 3, "a partly reused batch stores nothing")
 }
 
+// TestMixedIDsAreRefused: an append that gives some events ids and not
+// others could never be retried (its other ids are generated anew), so it is
+// refused up front, saying what to do.
+func TestMixedIDsAreRefused(t *testing.T) {
+	t.Parallel()
+	s := eventstoretest.NewStore(t, eventstore.Options{})
+	b := fresh("b")
+	mixed := []eventstore.Event{{ID: uuid.Must(uuid.NewV7()), Type: "A", Tags: []string{b}}, {Type: "B", Tags: []string{b}}}
+	_, err := s.Append(context.Background(), mixed, nil)
+	require.ErrorIs(t, err, eventstore.ErrInvalidInput)
+	require.EqualError(t, err, "eventstore: invalid events[1].id: is missing while events[0].id is given: give every event of an append an id, or none")
+	stored, err := s.Read(context.Background(), query(item{Tags: []string{b}}), eventstore.ReadOptions{})
+	require.NoError(t, err)
+	require.Empty(t, stored)
+}
+
 // TestLostBatchAnswerIsRetriedIdempotently: when a group-commit batch fails
 // after it committed (the connection dropped before the answer came), the
 // committer retries its appends one by one. Their ids were generated, not
@@ -243,6 +259,8 @@ func TestBadInputIsRefusedBeforeWriting(t *testing.T) {
 		{"OversizedTag", []eventstore.Event{ev("A", long)}, nil, "events[0].tags[0]"},
 		{"TooManyTags", []eventstore.Event{ev("A", "a", "b", "c", "d")}, nil, "events[0].tags"},
 		{"RepeatedID", []eventstore.Event{{ID: id, Type: "A"}, {ID: id, Type: "A"}}, nil, "events[1].id"},
+		{"SomeIDsMissing", []eventstore.Event{{ID: id, Type: "A"}, {Type: "A"}}, nil, "events[1].id"},
+		{"SomeIDsGiven", []eventstore.Event{{Type: "A"}, {Type: "A"}, {ID: id, Type: "A"}}, nil, "events[2].id"},
 		{"BadMetadata", []eventstore.Event{{Type: "A", Metadata: eventstore.Metadata{CausationID: "a\x00"}}}, nil, "events[0].metadata.causation_id"},
 		{"EmptyConditionType", []eventstore.Event{ev("A")}, cond(query(item{Types: []string{""}}), 0), "condition.failIfEventsMatch.items[0].types[0]"},
 		{"EmptyConditionTag", []eventstore.Event{ev("A")}, cond(query(item{Tags: []string{"a", ""}}), 0), "condition.failIfEventsMatch.items[0].tags[1]"},

@@ -35,7 +35,8 @@
 //     or a queued job commits with the events, or nothing does.
 //  5. Idempotent retries: appending events whose ids are already stored (a
 //     retry after a timeout) stores nothing and answers with the first
-//     attempt's position.
+//     attempt's position. The caller gives every event of the append an id
+//     (or none, and gives up this guarantee): see Event.ID.
 //  6. Cost does not grow with the log. Every probe is a range scan of a btree
 //     of (lookup key, position), the keys being 64-bit hashes of the event's
 //     type, of each tag and of each (type, tag); candidates are verified

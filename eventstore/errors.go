@@ -26,7 +26,8 @@ var (
 	ErrUnavailable = errors.New("eventstore: database unavailable")
 
 	// ErrIDReused is returned by Append when some, but not all, of the given
-	// event ids are already stored: a retry must resend the same events.
+	// event ids are already stored, by another append: a retry must resend
+	// the same events, with the same ids.
 	ErrIDReused = errors.New("eventstore: event ids already used by another append")
 
 	// ErrClosed is returned by Append after Close.

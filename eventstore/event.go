@@ -11,7 +11,10 @@ import (
 type Event struct {
 	// ID identifies the event. Zero means Append generates a version 7 UUID.
 	// Give ids yourself when a retry must be idempotent: appending the same ids
-	// again stores nothing and answers as the first append did.
+	// again stores nothing and answers as the first append did. Give every
+	// event of an append an id, or none: an append that mixes them is refused
+	// with an *InputError, since its generated ids would be new on a retry,
+	// which could then never be recognised as one.
 	ID   uuid.UUID
 	Type string
 	// Tags place the event in consistency boundaries, e.g. "cart_id:0193…".

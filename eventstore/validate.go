@@ -96,8 +96,10 @@ func (l Limits) ValidateQuery(field string, q Query) error {
 	return nil
 }
 
-// ValidateEvents returns an *InputError when events cannot be appended as given.
-// It does not change them; prepareEvents does.
+// ValidateEvents returns an *InputError when events cannot be appended as given,
+// among others when some have an id and others do not (see Event.ID). It does
+// not change them: Append then generates the ids when none is given, and drops
+// repeated tags.
 func (l Limits) ValidateEvents(events []Event) error {
 	l = l.withDefaults()
 	switch {
@@ -109,6 +111,12 @@ func (l Limits) ValidateEvents(events []Event) error {
 	ids := make(map[uuid.UUID]int, len(events))
 	for i, e := range events {
 		f := fmt.Sprintf("events[%d]", i)
+		// Ids make a retry idempotent only if all of them are given: a
+		// generated one is new on every attempt.
+		if (e.ID == uuid.Nil) != (events[0].ID == uuid.Nil) {
+			return invalid(f+".id", "is %s while events[0].id is %s: give every event of an append an id, or none",
+				idState(e.ID), idState(events[0].ID))
+		}
 		if e.ID != uuid.Nil {
 			if j, dup := ids[e.ID]; dup {
 				return invalid(f+".id", "repeats the id of events[%d]", j)
@@ -134,6 +142,13 @@ func (l Limits) ValidateEvents(events []Event) error {
 		}
 	}
 	return nil
+}
+
+func idState(id uuid.UUID) string {
+	if id == uuid.Nil {
+		return "missing"
+	}
+	return "given"
 }
 
 func checkMetadata(field string, m Metadata, maxBytes int) error {
