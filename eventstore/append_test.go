@@ -3,6 +3,7 @@ package eventstore_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -287,6 +288,7 @@ func TestBadInputIsRefusedBeforeWriting(t *testing.T) {
 		{"EmptyTag", query(item{}, item{Tags: []string{""}}), eventstore.ReadOptions{}, "query.items[1].tags[0]"},
 		{"NegativeFrom", query(), eventstore.ReadOptions{From: -1}, "options.from"},
 		{"NegativeLimit", query(), eventstore.ReadOptions{Limit: -1}, "options.limit"},
+		{"LimitAboveInt32", query(), eventstore.ReadOptions{Limit: math.MaxInt32 + 1}, "options.limit"},
 	}
 	for _, c := range reads {
 		t.Run("Read"+c.name, func(t *testing.T) {
@@ -294,6 +296,7 @@ func TestBadInputIsRefusedBeforeWriting(t *testing.T) {
 			var inputErr *eventstore.InputError
 			require.ErrorAs(t, err, &inputErr)
 			require.Equal(t, c.field, inputErr.Field)
+			require.NotContains(t, err.Error(), "0x", "no Go pointer")
 		})
 	}
 	headAfter, err := s.Head(ctx)

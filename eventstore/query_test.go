@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"context"
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -150,6 +151,29 @@ func TestStreamPages(t *testing.T) {
 	require.Equal(t, span(first+29, first), collect(eventstore.ReadOptions{Backwards: true}))
 	require.Equal(t, span(first+3, first+18), collect(eventstore.ReadOptions{From: first + 3, Limit: 16}))
 	require.Equal(t, span(first+20, first+5), collect(eventstore.ReadOptions{From: first + 20, Limit: 16, Backwards: true}))
+	require.Equal(t, span(first, first+29), collect(eventstore.ReadOptions{Limit: math.MaxInt32 + 1}),
+		"Stream takes a limit above PostgreSQL's int: it reads in pages")
+}
+
+// TestLargestLimits: Read's limit reaches PostgreSQL as an int, so the
+// largest is math.MaxInt32 (above, Read refuses it: TestBadInputIsRefused),
+// and so is the largest page size.
+func TestLargestLimits(t *testing.T) {
+	t.Parallel()
+	s := eventstoretest.NewStore(t, eventstore.Options{PageSize: math.MaxInt32})
+	ctx := context.Background()
+	res, err := s.Append(ctx, []eventstore.Event{{Type: "Limited"}}, nil)
+	require.NoError(t, err)
+	got, err := s.Read(ctx, query(), eventstore.ReadOptions{From: res.Position, Limit: math.MaxInt32})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	for e, err := range s.Stream(ctx, query(), eventstore.ReadOptions{From: res.Position}) {
+		require.NoError(t, err)
+		require.Equal(t, res.Position, e.Position)
+	}
+	require.PanicsWithValue(t, "eventstore: Options.PageSize is 2147483648, the largest is 2147483647", func() {
+		eventstore.New(s.Pool(), eventstore.Options{PageSize: math.MaxInt32 + 1})
+	})
 }
 
 // TestKeyCollisionNeverChangesAnAnswer forges what a 64-bit hash collision

@@ -17,14 +17,16 @@ type ReadOptions struct {
 	// reading forwards, the highest when reading backwards. 0 means the start
 	// (or the end, backwards).
 	From int64
-	// Limit caps the number of events returned; 0 means no limit.
+	// Limit caps the number of events returned; 0 means no limit. Read
+	// refuses more than math.MaxInt32 (PostgreSQL's int) with an
+	// *InputError; Stream, which reads in pages, takes any.
 	Limit int
 	// Backwards returns events in descending position order.
 	Backwards bool
 }
 
 // readSQL reads the events matching a query; the work is done by dcb_read
-// (migrations/00001_events.sql), which pins its plans.
+// (migrations/00010_event_keys_runs.sql), which pins its plans.
 const readSQL = `SELECT position, id, type, tags, data, metadata, recorded_at
 FROM dcb_read($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 
@@ -100,6 +102,8 @@ func (s *Store) read(ctx context.Context, db querier, q Query, opts ReadOptions)
 		return nil, invalid("options.from", "must not be negative")
 	case opts.Limit < 0:
 		return nil, invalid("options.limit", "must not be negative")
+	case opts.Limit > math.MaxInt32:
+		return nil, invalid("options.limit", "is %d, the largest is %d (0: no limit)", opts.Limit, math.MaxInt32)
 	}
 	var events []StoredEvent
 	for {

@@ -2,6 +2,8 @@ package eventstore
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -23,7 +25,8 @@ type Options struct {
 	BatchWait time.Duration
 	// BatchTimeout bounds one group commit (default 30s).
 	BatchTimeout time.Duration
-	// PageSize is the number of events Stream fetches per query (default 1000).
+	// PageSize is the number of events Stream fetches per query (default
+	// 1000, at most math.MaxInt32: New panics above).
 	PageSize int
 	// OnAppend, when set, is called after every Append and AppendTx with what
 	// happened, for metrics. It must be quick and safe for concurrent use.
@@ -90,6 +93,9 @@ func New(pool *pgxpool.Pool, opts Options) *Store {
 	}
 	if s.pageSize <= 0 {
 		s.pageSize = 1000
+	}
+	if s.pageSize > math.MaxInt32 {
+		panic(fmt.Sprintf("eventstore: Options.PageSize is %d, the largest is %d", s.pageSize, math.MaxInt32))
 	}
 	s.queue = make(chan *pending, 4*s.maxBatch)
 	go s.commitLoop()
