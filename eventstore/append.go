@@ -29,8 +29,10 @@ type AppendResult struct {
 // Append stores events atomically, or none of them, when cond (nil for none)
 // holds. It returns ErrAppendConditionFailed when it does not, an *InputError
 // for input refused before writing, and otherwise translated database errors
-// (ErrUnavailable when PostgreSQL is away: the outcome is then unknown, and
-// retrying with the same event ids is safe).
+// (ErrUnavailable when PostgreSQL is away or the commit ran out of
+// BatchTimeout: the outcome is then unknown, and retrying with the same event
+// ids is safe). When ctx ends first, the error wraps ctx.Err(), and the
+// outcome is unknown too.
 //
 // Appends are serialised: positions become visible in increasing order, so
 // that a reader can never be handed a position above one that is still being
@@ -51,6 +53,9 @@ func (s *Store) Append(ctx context.Context, events []Event, cond *AppendConditio
 // COMMITTED (the default). The events become visible when the caller commits,
 // and vanish if it rolls back. The transaction holds the append lock from this
 // call until it ends, so every other append waits for it: keep it short.
+// Calling Append while such a transaction is open waits for it too, up to
+// BatchTimeout, and then fails with ErrUnavailable, because the group
+// committer needs the append lock that transaction holds.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, events []Event, cond *AppendCondition) (AppendResult, error) {
 	start := time.Now()
 	stmt, err := s.prepare(ctx, events, cond)
@@ -465,10 +470,17 @@ func (s *Store) commit(batch []*pending) {
 		s.commitEach(live)
 		return
 	}
+	if err != nil && ctx.Err() != nil {
+		// Whether the batch committed before the timeout struck is unknown:
+		// ErrUnavailable says so, and that a retry with the same ids is safe.
+		err = fmt.Errorf("eventstore: append: outcome unknown, BatchTimeout (%s) reached: %w: %w", s.timeout, ErrUnavailable, err)
+	} else if err != nil {
+		err = translate("append", err)
+	}
 	for i, p := range live {
 		out := outs[i]
 		if err != nil {
-			out.err = translate("append", err)
+			out.err = err
 		}
 		p.done <- out
 	}

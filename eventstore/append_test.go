@@ -419,3 +419,40 @@ func TestUnavailableDatabase(t *testing.T) {
 	_, err = s.Head(ctx)
 	require.ErrorIs(t, err, eventstore.ErrUnavailable)
 }
+
+// TestBatchTimeoutIsUnavailable: an append whose batch runs out of
+// BatchTimeout (here behind a transaction that holds the append lock) may or
+// may not have committed, so it fails with ErrUnavailable, and the retry with
+// the same ids, once the lock is free, stores it once. A caller's own
+// cancellation stays its own error.
+func TestBatchTimeoutIsUnavailable(t *testing.T) {
+	t.Parallel()
+	s := eventstoretest.NewStore(t, eventstore.Options{BatchTimeout: 200 * time.Millisecond})
+	ctx := context.Background()
+	b := fresh("b")
+	tx, err := s.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = s.AppendTx(ctx, tx, []eventstore.Event{ev("Holding", b)}, nil)
+	require.NoError(t, err)
+
+	events := []eventstore.Event{{ID: uuid.Must(uuid.NewV7()), Type: "Stalled", Tags: []string{b}}}
+	_, err = s.Append(ctx, events, nil)
+	require.ErrorIs(t, err, eventstore.ErrUnavailable)
+	require.True(t, eventstore.IsUnavailable(err))
+	require.ErrorContains(t, err, "outcome unknown")
+
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = s.Append(canceled, events, nil)
+	require.ErrorIs(t, err, context.Canceled)
+	require.NotErrorIs(t, err, eventstore.ErrUnavailable, "the caller's own cancellation")
+
+	require.NoError(t, tx.Rollback(ctx))
+	res, err := s.Append(ctx, events, nil)
+	require.NoError(t, err, "the retry with the same ids")
+	stored, err := s.Read(ctx, query(item{Tags: []string{b}}), eventstore.ReadOptions{})
+	require.NoError(t, err)
+	require.Len(t, stored, 1)
+	require.Equal(t, res.Position, stored[0].Position)
+}

@@ -21,7 +21,8 @@ var (
 	ErrInvalidInput = errors.New("eventstore: invalid input")
 
 	// ErrUnavailable is matched by errors that mean PostgreSQL could not be
-	// reached or went away; the operation may be retried later. For an append
+	// reached or went away, or that an append's group commit ran out of
+	// Options.BatchTimeout; the operation may be retried later. For an append
 	// the outcome is unknown, and retrying with the same event ids is safe.
 	ErrUnavailable = errors.New("eventstore: database unavailable")
 

@@ -23,7 +23,8 @@ type Options struct {
 	// previous batch to send their next appends (default 200µs; see
 	// commitLoop). A lone writer never waits.
 	BatchWait time.Duration
-	// BatchTimeout bounds one group commit (default 30s).
+	// BatchTimeout bounds one group commit (default 30s). Its appends then
+	// fail with ErrUnavailable: whether they committed is unknown.
 	BatchTimeout time.Duration
 	// PageSize is the number of events Stream fetches per query (default
 	// 1000, at most math.MaxInt32: New panics above).
