@@ -404,7 +404,9 @@ func (s *Store) submit(ctx context.Context, stmt *appendStatement) (AppendResult
 // When the previous batch held k appends, their writers are likely about to
 // send their next ones, so it waits up to batchWait for k appends before
 // committing (PostgreSQL's commit_delay idea, with the siblings counted in
-// the previous batch). A lone writer (k = 1) never waits.
+// the previous batch). When they do not all come, the batch goes with those
+// that did, and their number is the next k: writers that stop cost one wait.
+// A lone writer (k = 1) never waits.
 func (s *Store) commitLoop() {
 	defer close(s.stopped)
 	batch := make([]*pending, 0, s.maxBatch)
@@ -437,12 +439,11 @@ func (s *Store) commitLoop() {
 				}
 				batch = append(batch, p)
 			case <-wait.C:
-				expect = 1 // they did not come; do not wait again until they do
 				break gather
 			}
 		}
 		wait.Stop()
-		expect = len(batch)
+		expect = len(batch) // after a wait that ran out: those that came
 		s.commit(batch)
 	}
 }

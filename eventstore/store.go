@@ -21,7 +21,8 @@ type Options struct {
 	MaxBatch int
 	// BatchWait is how long group commit waits for the writers of the
 	// previous batch to send their next appends (default 200µs; see
-	// commitLoop). A lone writer never waits.
+	// commitLoop). A lone writer never waits; one left alone by the others
+	// waits once.
 	BatchWait time.Duration
 	// BatchTimeout bounds one group commit (default 30s). Its appends then
 	// fail with ErrUnavailable: whether they committed is unknown.
