@@ -456,3 +456,36 @@ func TestBatchTimeoutIsUnavailable(t *testing.T) {
 	require.Len(t, stored, 1)
 	require.Equal(t, res.Position, stored[0].Position)
 }
+
+// TestOnAppend: the hook hears of every append that got past validation, by
+// Append or AppendTx, with its outcome; not of refused input.
+func TestOnAppend(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen []eventstore.AppendStats
+	s := eventstoretest.NewStore(t, eventstore.Options{OnAppend: func(st eventstore.AppendStats) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, st)
+	}})
+	ctx := context.Background()
+	b := fresh("b")
+	_, err := s.Append(ctx, []eventstore.Event{ev("A", b), ev("A", b)}, nil)
+	require.NoError(t, err)
+	_, err = s.Append(ctx, []eventstore.Event{ev("A", b)}, cond(query(item{Tags: []string{b}}), 0))
+	require.ErrorIs(t, err, eventstore.ErrAppendConditionFailed)
+	_, err = s.Append(ctx, []eventstore.Event{ev("")}, nil)
+	require.ErrorIs(t, err, eventstore.ErrInvalidInput)
+	require.NoError(t, pgx.BeginFunc(ctx, s.Pool(), func(tx pgx.Tx) error {
+		_, err := s.AppendTx(ctx, tx, []eventstore.Event{ev("A", b)}, nil)
+		return err
+	}))
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seen, 3, "not the refused input")
+	require.Equal(t, []int{2, 1, 1}, []int{seen[0].Events, seen[1].Events, seen[2].Events})
+	require.NoError(t, seen[0].Err)
+	require.ErrorIs(t, seen[1].Err, eventstore.ErrAppendConditionFailed)
+	require.NoError(t, seen[2].Err)
+}

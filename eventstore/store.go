@@ -31,7 +31,9 @@ type Options struct {
 	// 1000, at most math.MaxInt32: New panics above).
 	PageSize int
 	// OnAppend, when set, is called after every Append and AppendTx with what
-	// happened, for metrics. It must be quick and safe for concurrent use.
+	// happened, for metrics, except those refused with an *InputError, which
+	// never reached the database. It must be quick and safe for concurrent
+	// use.
 	OnAppend func(AppendStats)
 }
 
