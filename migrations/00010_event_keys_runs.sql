@@ -16,9 +16,12 @@
 -- range already), and a backward read starts its range there.
 --
 -- The column has a default of 1, so existing rows (each one position) need
--- no rewrite; the index is rebuilt to carry the span, so that reads stay
--- index-only (in this migration's transaction: appends wait for the
--- rebuild).
+-- no rewrite, though its CHECK reads every row once; the index is rebuilt
+-- to carry the span, so that reads stay index-only. ADD COLUMN locks
+-- event_keys ACCESS EXCLUSIVE until this migration's transaction ends: every
+-- append, condition check and read with query items waits for the check and
+-- the rebuild, whose time grows with the table (README, "Upgrading"); only
+-- match-all reads, which do not use event_keys, go on.
 --
 -- dcb_read also turns off JIT compilation, which PostgreSQL's defaults start
 -- above a plan cost of 100,000: its generic plans reach that (with sorting
