@@ -66,12 +66,12 @@ func TestAppendStoresEverything(t *testing.T) {
 	t.Parallel()
 	s := eventstoretest.NewStore(t, eventstore.Options{})
 	b := fresh("b")
-	id := uuid.Must(uuid.NewV7())
+	ids := []uuid.UUID{uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())}
 	ctx := eventstore.WithMetadata(context.Background(), eventstore.Metadata{CorrelationID: "req-1", CausationID: "cmd-1"})
 	res, err := s.Append(ctx, []eventstore.Event{
-		{ID: id, Type: "One", Tags: []string{b, "dup", "dup"}, Data: []byte("opaque \x00 bytes")},
-		{Type: "Two", Tags: []string{b}, Metadata: eventstore.Metadata{CorrelationID: "own"}},
-		{Type: "Three"},
+		{ID: ids[0], Type: "One", Tags: []string{b, "dup", "dup"}, Data: []byte("opaque \x00 bytes")},
+		{ID: ids[1], Type: "Two", Tags: []string{b}, Metadata: eventstore.Metadata{CorrelationID: "own"}},
+		{ID: ids[2], Type: "Three"},
 	}, nil)
 	require.NoError(t, err)
 
@@ -79,16 +79,25 @@ func TestAppendStoresEverything(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 3)
 	require.Equal(t, []int64{res.Position - 2, res.Position - 1, res.Position}, []int64{got[0].Position, got[1].Position, got[2].Position})
-	require.Equal(t, id, got[0].ID)
+	require.Equal(t, ids, []uuid.UUID{got[0].ID, got[1].ID, got[2].ID})
 	require.Equal(t, []string{b, "dup"}, got[0].Tags, "tags keep their order and lose duplicates")
 	require.Equal(t, []byte("opaque \x00 bytes"), got[0].Data)
 	require.Equal(t, eventstore.Metadata{CorrelationID: "req-1", CausationID: "cmd-1"}, got[0].Metadata)
 	require.Equal(t, eventstore.Metadata{CorrelationID: "own"}, got[1].Metadata, "an event's own metadata wins")
-	require.NotEqual(t, uuid.Nil, got[1].ID, "ids are generated")
-	require.Equal(t, byte(7), got[1].ID[6]>>4, "generated ids are version 7")
 	require.Empty(t, got[2].Tags)
 	require.Empty(t, got[2].Data)
 	require.False(t, got[0].RecordedAt.IsZero())
+
+	res, err = s.Append(ctx, []eventstore.Event{{Type: "Four"}, {Type: "Five"}}, nil)
+	require.NoError(t, err)
+	got, err = s.Read(ctx, query(), eventstore.ReadOptions{From: res.Position - 1})
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	for _, e := range got {
+		require.NotEqual(t, uuid.Nil, e.ID, "ids are generated")
+		require.Equal(t, byte(7), e.ID[6]>>4, "generated ids are version 7")
+	}
+	require.NotEqual(t, got[0].ID, got[1].ID)
 }
 
 // TestAppendNotifiesItsTypes: a committed append notifies dcb_events with
