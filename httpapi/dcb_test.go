@@ -137,7 +137,7 @@ func TestDCBRetryWithIDs(t *testing.T) {
 	stored, err := store.Read(context.Background(), q, eventstore.ReadOptions{})
 	require.NoError(t, err)
 	require.Len(t, stored, 1, "stored once")
-	_, _, b := dcbAppend(t, h, fmt.Sprintf(`{"events":[{"id":%q,"type":"Other","data":""},{"type":"Other","data":""}]}`, stored[0].ID))
+	_, _, b := dcbAppend(t, h, fmt.Sprintf(`{"events":[{"id":%q,"type":"Other","data":""},{"id":%q,"type":"Other","data":""}]}`, stored[0].ID, uuid.NewString()))
 	require.Equal(t, "id_reused", b.Code)
 }
 
