@@ -82,6 +82,18 @@ var shapes = []shape{
 		},
 	},
 	{
+		name: "TypesAndSeveralTags",
+		overlapping: func(w int, r roundIDs) (eventstore.Query, eventstore.Event) {
+			typ := []string{"X", "Y"}[w%2]
+			return query(item{Types: []string{"X", "Y"}, Tags: []string{r.a, r.b, r.c}}), ev(typ, r.c, r.b, perWriter(r, w), r.a)
+		},
+		// Two tags shared by all, the third a writer's own: only the
+		// intersection of the three tells the writers apart.
+		disjoint: func(w int, r roundIDs) (eventstore.Query, eventstore.Event) {
+			return query(item{Types: []string{"X"}, Tags: []string{r.a, r.b, perWriter(r, w)}}), ev("X", r.a, r.b, perWriter(r, w))
+		},
+	},
+	{
 		name: "SeveralItems",
 		overlapping: func(w int, r roundIDs) (eventstore.Query, eventstore.Event) {
 			q := query(item{Types: []string{"A"}, Tags: []string{r.a}}, item{Tags: []string{r.b, r.c}})
