@@ -14,6 +14,96 @@ import (
 	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
 )
 
+// TestSeveralTagsCostFollowsTheRarestTag is guarantee 6 for items of several
+// tags (migrations/00011_dcb_leap.sql): a tag on thousands of events, listed
+// first beside a rare one, must not make a read or a condition read those
+// thousands. PostgreSQL's own counters of index entries read, on a database
+// of the test's own, tell what the statements read: a handful of probes,
+// where looking up the first tag alone reads one entry per event that has it.
+func TestSeveralTagsCostFollowsTheRarestTag(t *testing.T) {
+	t.Parallel()
+	s := eventstoretest.NewStore(t, eventstore.Options{})
+	ctx := context.Background()
+	// 4,000 events, every other one tagged common (so that no run of the
+	// key stands for several of them), four others rare. None has both.
+	const n = 4000
+	for first := 0; first < n; first += 1000 {
+		events := make([]eventstore.Event, 1000)
+		for i := range events {
+			switch j := first + i; {
+			case j%1000 == 501:
+				events[i] = ev("E", "rare")
+			case j%2 == 0:
+				events[i] = ev("E", "common")
+			default:
+				events[i] = ev("E", "filler")
+			}
+		}
+		_, err := s.Append(ctx, events, nil)
+		require.NoError(t, err)
+	}
+	var commonRows int
+	require.NoError(t, s.Pool().QueryRow(ctx, "SELECT count(*) FROM event_keys WHERE key = $1",
+		eventstore.TagKey("common")).Scan(&commonRows))
+	require.Equal(t, n/2, commonRows)
+
+	conn, err := s.Pool().Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	// indexReads returns how many index entries of the log's tables this
+	// session has read so far, its own included (flushed by the first
+	// statement, read by the second).
+	indexReads := func() int64 {
+		_, err := conn.Exec(ctx, "SELECT pg_stat_force_next_flush()")
+		require.NoError(t, err)
+		var reads int64
+		require.NoError(t, conn.QueryRow(ctx, `SELECT coalesce(sum(idx_tup_read), 0)::bigint
+			FROM pg_stat_user_indexes WHERE relname IN ('events', 'event_keys')`).Scan(&reads))
+		return reads
+	}
+	read := func(q eventstore.Query, opts eventstore.ReadOptions) func() {
+		return func() {
+			err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				got, err := s.ReadTx(ctx, tx, q, opts)
+				require.Empty(t, got)
+				return err
+			})
+			require.NoError(t, err)
+		}
+	}
+	appendOn := func(q eventstore.Query) func() {
+		return func() {
+			err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				_, err := s.AppendTx(ctx, tx, []eventstore.Event{ev("Decided", "common", "rare")}, cond(q, 0))
+				require.NoError(t, err, "nothing has both tags")
+				return errRolledBack
+			})
+			require.ErrorIs(t, err, errRolledBack)
+		}
+	}
+	commonFirst := query(item{Tags: []string{"common", "rare"}})
+	typed := query(item{Types: []string{"E", "F"}, Tags: []string{"common", "filler", "rare"}})
+	for _, op := range []struct {
+		name string
+		run  func()
+	}{
+		{"Read", read(commonFirst, eventstore.ReadOptions{})},
+		{"ReadTyped", read(typed, eventstore.ReadOptions{})},
+		{"ReadLimited", read(commonFirst, eventstore.ReadOptions{From: 100, Limit: 10})},
+		{"ReadBackwards", read(commonFirst, eventstore.ReadOptions{Backwards: true})},
+		{"ReadBackwardsLimited", read(typed, eventstore.ReadOptions{From: 3000, Limit: 10, Backwards: true})},
+		{"Condition", appendOn(commonFirst)},
+		{"ConditionTyped", appendOn(typed)},
+	} {
+		op.run() // plans made and cached
+		before := indexReads()
+		op.run()
+		reads := indexReads() - before
+		t.Logf("%s: %d index entries read", op.name, reads)
+		require.Less(t, reads, int64(50), "%s reads through the common tag (%d events)", op.name, commonRows)
+	}
+}
+
 // TestSeveralTagsAnswerLikeMatches: random logs (single appends and batches,
 // whose shared tags are stored as runs) and random items of two and three
 // tags, with and without types, beside items of one tag or none: every read,
