@@ -75,8 +75,8 @@ var shapes = []shape{
 		overlapping: func(w int, r roundIDs) (eventstore.Query, eventstore.Event) {
 			return query(item{Tags: []string{r.a, r.b}}), ev("E", r.b, perWriter(r, w), r.a)
 		},
-		// Every writer probes the same first tag; only the second tag tells
-		// them apart, so this also proves the verification step.
+		// Every writer's first tag is the same; only the second tells them
+		// apart, so this also proves that both tags' keys are intersected.
 		disjoint: func(w int, r roundIDs) (eventstore.Query, eventstore.Event) {
 			return query(item{Tags: []string{r.a, perWriter(r, w)}}), ev("E", r.a, perWriter(r, w))
 		},
