@@ -99,10 +99,10 @@ type appendStatement struct {
 }
 
 // appendSQL commits a batch of appends; the work is done by dcb_append
-// (migrations/00010_event_keys_runs.sql), one row per append comes back, in
+// (migrations/00011_dcb_leap.sql), one row per append comes back, in
 // order.
 const appendSQL = `SELECT existing_counts, conditions_failed, last_positions
-FROM dcb_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)`
+FROM dcb_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`
 
 // prepare validates an append and flattens it; see appendStatement.
 func (s *Store) prepare(ctx context.Context, events []Event, cond *AppendCondition) (*appendStatement, error) {
@@ -190,7 +190,8 @@ func batchArgs(stmts []*appendStatement) []any {
 		after                                         []int64
 		matchAll, idsGiven                            []bool
 		pAppend, pTypesLo, pTypesHi, pTagsLo, pTagsHi []int32
-		pKeys                                         []int64
+		pMoreLo, pMoreHi                              []int32
+		pKeys, pMoreKeys                              []int64
 		pTypes, pTags                                 []string
 	)
 	shift := func(dst []int32, src []int32, by int) []int32 {
@@ -218,7 +219,7 @@ func batchArgs(stmts []*appendStatement) []any {
 		idsGiven = append(idsGiven, st.idsGiven)
 
 		p := st.probes
-		typeBase, ptagBase := len(pTypes), len(pTags)
+		typeBase, ptagBase, moreBase := len(pTypes), len(pTags), len(pMoreKeys)
 		for range p.Keys {
 			pAppend = append(pAppend, int32(a+1))
 		}
@@ -227,6 +228,8 @@ func batchArgs(stmts []*appendStatement) []any {
 		pTagsLo, pTagsHi = shift(pTagsLo, p.TagsLo, ptagBase), shift(pTagsHi, p.TagsHi, ptagBase)
 		pTypes = append(pTypes, p.Types...)
 		pTags = append(pTags, p.Tags...)
+		pMoreLo, pMoreHi = shift(pMoreLo, p.MoreLo, moreBase), shift(pMoreHi, p.MoreHi, moreBase)
+		pMoreKeys = append(pMoreKeys, p.MoreKeys...)
 	}
 	later, earlier := dependencies(stmts)
 	return []any{
@@ -235,6 +238,7 @@ func batchArgs(stmts []*appendStatement) []any {
 		nonNil(pAppend), nonNil(pKeys), nonNil(pTypesLo), nonNil(pTypesHi),
 		nonNil(pTagsLo), nonNil(pTagsHi), nonNil(pTypes), nonNil(pTags),
 		nonNil(later), nonNil(earlier), keySpans,
+		nonNil(pMoreKeys), nonNil(pMoreLo), nonNil(pMoreHi),
 	}
 }
 

@@ -64,12 +64,16 @@ func (q Query) matchesAll() bool {
 // typeKey(T), tagKey(Gi) and typeTagKey(T, Gi) (see migrations/00001_events.sql).
 // A query item is found through one family of keys:
 //
-//	types and tags: typeTagKey(t, first tag) for each type t
-//	tags only:      tagKey(first tag)
+//	types and tags: typeTagKey(t, g) for each type t and tag g
+//	tags only:      tagKey(g) for each tag g
 //	types only:     typeKey(t) for each type t
 //
-// and every candidate is then checked against the whole item, so the remaining
-// tags are enforced and a hash collision cannot produce a wrong answer.
+// An item of one tag or none is one probe per key, a range of the index. An
+// item of several tags is one probe per type (or one), whose keys, one per
+// tag, are intersected by a leapfrog join (dcb_leap,
+// migrations/00011_dcb_leap.sql): its cost follows the item's rarest tag,
+// whichever tag comes first. Every candidate is then checked against the
+// whole item, so a hash collision cannot produce a wrong answer.
 // Strings cannot contain NUL (validated), so the encodings are unambiguous.
 
 func typeKey(typ string) int64         { return hashKey("t", typ, "") }
@@ -95,13 +99,17 @@ func eventKeys(typ string, tags []string) []int64 {
 }
 
 // probes is a query flattened into the arrays that the read and condition
-// statements unnest: one row per lookup key, each with the 1-based ranges of
-// its item's types and tags in the flat Types and Tags arrays.
+// statements unnest: one row per probe, each with its lookup key, the 1-based
+// ranges of its item's types and tags in the flat Types and Tags arrays, and
+// the range in MoreKeys of the keys of its item's other tags (empty, Lo > Hi,
+// for an item of at most one tag).
 type probes struct {
 	Keys             []int64
 	TypesLo, TypesHi []int32
 	TagsLo, TagsHi   []int32
 	Types, Tags      []string
+	MoreLo, MoreHi   []int32
+	MoreKeys         []int64
 }
 
 // probesOf flattens q. It must not be called for a query that matchesAll.
@@ -112,18 +120,29 @@ func probesOf(q Query) probes {
 		p.Types = append(p.Types, it.Types...)
 		p.Tags = append(p.Tags, it.Tags...)
 		typesHi, tagsHi := int32(len(p.Types)), int32(len(p.Tags))
-		add := func(key int64) {
+		add := func(key int64, more ...int64) {
 			p.Keys = append(p.Keys, key)
 			p.TypesLo, p.TypesHi = append(p.TypesLo, typesLo), append(p.TypesHi, typesHi)
 			p.TagsLo, p.TagsHi = append(p.TagsLo, tagsLo), append(p.TagsHi, tagsHi)
+			p.MoreLo = append(p.MoreLo, int32(len(p.MoreKeys)+1))
+			p.MoreKeys = append(p.MoreKeys, more...)
+			p.MoreHi = append(p.MoreHi, int32(len(p.MoreKeys)))
 		}
 		switch {
 		case len(it.Types) > 0 && len(it.Tags) > 0:
 			for _, typ := range it.Types {
-				add(typeTagKey(typ, it.Tags[0]))
+				var more []int64
+				for _, tag := range it.Tags[1:] {
+					more = append(more, typeTagKey(typ, tag))
+				}
+				add(typeTagKey(typ, it.Tags[0]), more...)
 			}
 		case len(it.Tags) > 0:
-			add(tagKey(it.Tags[0]))
+			var more []int64
+			for _, tag := range it.Tags[1:] {
+				more = append(more, tagKey(tag))
+			}
+			add(tagKey(it.Tags[0]), more...)
 		default:
 			for _, typ := range it.Types {
 				add(typeKey(typ))

@@ -75,10 +75,22 @@ var shapes = []shape{
 		overlapping: func(w int, r roundIDs) (eventstore.Query, eventstore.Event) {
 			return query(item{Tags: []string{r.a, r.b}}), ev("E", r.b, perWriter(r, w), r.a)
 		},
-		// Every writer probes the same first tag; only the second tag tells
-		// them apart, so this also proves the verification step.
+		// Every writer's first tag is the same; only the second tells them
+		// apart, so this also proves that both tags' keys are intersected.
 		disjoint: func(w int, r roundIDs) (eventstore.Query, eventstore.Event) {
 			return query(item{Tags: []string{r.a, perWriter(r, w)}}), ev("E", r.a, perWriter(r, w))
+		},
+	},
+	{
+		name: "TypesAndSeveralTags",
+		overlapping: func(w int, r roundIDs) (eventstore.Query, eventstore.Event) {
+			typ := []string{"X", "Y"}[w%2]
+			return query(item{Types: []string{"X", "Y"}, Tags: []string{r.a, r.b, r.c}}), ev(typ, r.c, r.b, perWriter(r, w), r.a)
+		},
+		// Two tags shared by all, the third a writer's own: only the
+		// intersection of the three tells the writers apart.
+		disjoint: func(w int, r roundIDs) (eventstore.Query, eventstore.Event) {
+			return query(item{Types: []string{"X"}, Tags: []string{r.a, r.b, perWriter(r, w)}}), ev("X", r.a, r.b, perWriter(r, w))
 		},
 	},
 	{

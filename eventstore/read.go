@@ -26,9 +26,9 @@ type ReadOptions struct {
 }
 
 // readSQL reads the events matching a query; the work is done by dcb_read
-// (migrations/00010_event_keys_runs.sql), which pins its plans.
+// (migrations/00011_dcb_leap.sql), which pins its plans.
 const readSQL = `SELECT position, id, type, tags, data, metadata, recorded_at
-FROM dcb_read($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+FROM dcb_read($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`
 
 // Read returns the events matching q in position order (descending when
 // opts.Backwards), as of one snapshot. It returns an *InputError for a
@@ -164,5 +164,6 @@ func readArgs(q Query, opts ReadOptions) []any {
 		p = probesOf(q)
 	}
 	return []any{all, nonNil(p.Keys), nonNil(p.TypesLo), nonNil(p.TypesHi),
-		nonNil(p.TagsLo), nonNil(p.TagsHi), nonNil(p.Types), nonNil(p.Tags), from, limit, opts.Backwards}
+		nonNil(p.TagsLo), nonNil(p.TagsHi), nonNil(p.Types), nonNil(p.Tags), from, limit, opts.Backwards,
+		nonNil(p.MoreKeys), nonNil(p.MoreLo), nonNil(p.MoreHi)}
 }

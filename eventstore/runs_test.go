@@ -82,6 +82,11 @@ func TestKeyRunsAnswerLikeOneRowPerEvent(t *testing.T) {
 		query(item{Tags: []string{"mid", "b1"}}),
 		query(item{Types: []string{"B"}, Tags: []string{"b1", "mid"}}),
 		query(item{Tags: []string{"even"}}, item{Types: []string{"B"}, Tags: []string{"mid"}}),
+		// Several tags: their keys' runs intersected (dcb_leap).
+		query(item{Tags: []string{"b1", "mid", "even"}}),
+		query(item{Tags: []string{"odd", "mid"}}),
+		query(item{Types: []string{"A", "B"}, Tags: []string{"mid", "b1", "odd"}}),
+		query(item{Tags: []string{"x", "mid"}}, item{Types: []string{"B"}, Tags: []string{"b1", "even"}}),
 	})
 }
 
@@ -200,6 +205,8 @@ func TestKeyRunsOfABatchOfAppends(t *testing.T) {
 		query(item{Tags: []string{"b", "c"}}),
 		query(item{Types: []string{"B"}, Tags: []string{"c"}}),
 		query(item{Tags: []string{"own:3.2"}}),
+		query(item{Types: []string{"A"}, Tags: []string{"c", "b"}}),
+		query(item{Tags: []string{"b", "c", "own:3.1"}}, item{Types: []string{"B"}, Tags: []string{"own:3.3", "c"}}),
 	})
 }
 
