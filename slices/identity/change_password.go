@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -14,24 +15,34 @@ import (
 )
 
 // ChangePassword replaces a user's password; the new one has passed the
-// policy and been hashed by the handler.
+// policy. The current password is verified first and the new one hashed
+// only then, so that a wrong guess costs one hash, not two.
 //
-//	given no UserRegistered, or UserDeactivated     → ErrInvalidCredentials
-//	given a wrong current password                  → ErrInvalidCredentials
+//	given no UserRegistered, or UserDeactivated     → ErrInvalidCredentials, the new password not hashed
+//	given a wrong current password                  → ErrInvalidCredentials, the new password not hashed
 //	given the right current password                → UserPasswordChanged
 type ChangePassword struct {
-	UserID  uuid.UUID
-	Verify  func(passwordHash string) bool // checks the current password
-	NewHash string
+	UserID uuid.UUID
+	// Verify checks the current password; NewHash hashes the new one.
+	// Their errors (no hash slot) are the decision's.
+	Verify  func(passwordHash string) (bool, error)
+	NewHash func() (string, error)
 	At      time.Time
 }
 
 func decideChangePassword(u user, c ChangePassword) ([]any, error) {
-	ok := c.Verify(u.passwordHash)
+	ok, err := c.Verify(u.passwordHash)
+	if err != nil {
+		return nil, err
+	}
 	if !u.registered || !u.active || !ok {
 		return nil, ErrInvalidCredentials
 	}
-	return []any{UserPasswordChanged{UserID: c.UserID, PasswordHash: c.NewHash, At: c.At}}, nil
+	hash, err := c.NewHash()
+	if err != nil {
+		return nil, err
+	}
+	return []any{UserPasswordChanged{UserID: c.UserID, PasswordHash: hash, At: c.At}}, nil
 }
 
 var changePassword = decide.Decider[user, ChangePassword]{
@@ -64,14 +75,10 @@ func (s *Service) changePasswordHandler(c *gin.Context) {
 		httpapi.Error(c, http.StatusBadRequest, "weak_password", err.Error())
 		return
 	}
-	newHash, err := s.Hashing.Hash(*req.New)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	check := s.passwordCheck(*req.Current)
-	cmd := ChangePassword{UserID: id, NewHash: newHash, At: s.now(), Verify: check.verify}
-	_, err = decide.Run(c.Request.Context(), s.Store, changePassword, cmd)
+	ctx := c.Request.Context()
+	check := s.passwordCheck(ctx, *req.Current)
+	cmd := ChangePassword{UserID: id, At: s.now(), Verify: check.verify, NewHash: s.hashOnce(ctx, *req.New)}
+	_, err := decide.Run(ctx, s.Store, changePassword, cmd)
 	switch {
 	case errors.Is(err, ErrInvalidCredentials):
 		s.invalidCredentials(c)
@@ -79,5 +86,22 @@ func (s *Service) changePasswordHandler(c *gin.Context) {
 		s.fail(c, err)
 	default:
 		c.Status(http.StatusNoContent)
+	}
+}
+
+// hashOnce returns a function that hashes password on its first call and
+// returns that hash on the later ones: a decision that lost a race and runs
+// again does not pay for it twice. It is not safe for concurrent use.
+func (s *Service) hashOnce(ctx context.Context, password string) func() (string, error) {
+	var hash string
+	return func() (string, error) {
+		if hash == "" {
+			h, err := s.hasher.hash(ctx, password)
+			if err != nil {
+				return "", err
+			}
+			hash = h
+		}
+		return hash, nil
 	}
 }

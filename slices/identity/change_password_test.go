@@ -16,23 +16,25 @@ func TestChangePasswordRules(t *testing.T) {
 		t.Run("ChangesWithTheRightCurrentPassword", func(t *testing.T) {
 			id := newID()
 			spec.Given(registered(id, freshEmail(), "good")).
-				When(ChangePassword{UserID: id, Verify: verifier("good", nil), NewHash: "next", At: now}).
+				When(ChangePassword{UserID: id, Verify: verifier("good", nil), NewHash: newHash("next", nil), At: now}).
 				Then(t, UserPasswordChanged{UserID: id, PasswordHash: "next", At: now})
 		})
-		t.Run("RejectsWrongCurrentPassword", func(t *testing.T) {
+		t.Run("RejectsWrongCurrentPasswordWithoutHashingTheNew", func(t *testing.T) {
 			id := newID()
+			hashed := 0
 			spec.Given(registered(id, freshEmail(), "good")).
-				When(ChangePassword{UserID: id, Verify: verifier("bad", nil), NewHash: "next", At: now}).
+				When(ChangePassword{UserID: id, Verify: verifier("bad", nil), NewHash: newHash("next", &hashed), At: now}).
 				ThenError(t, ErrInvalidCredentials)
+			require.Zero(t, hashed, "a wrong guess costs one hash, not two")
 		})
 		t.Run("RejectsDeactivatedUser", func(t *testing.T) {
 			id := newID()
 			spec.Given(registered(id, freshEmail(), "good"), UserDeactivated{UserID: id, At: now, By: "operator"}).
-				When(ChangePassword{UserID: id, Verify: verifier("good", nil), NewHash: "next", At: now}).
+				When(ChangePassword{UserID: id, Verify: verifier("good", nil), NewHash: newHash("next", nil), At: now}).
 				ThenError(t, ErrInvalidCredentials)
 		})
 		t.Run("RejectsUnknownUser", func(t *testing.T) {
-			spec.Given().When(ChangePassword{UserID: newID(), Verify: verifier("", nil), NewHash: "next", At: now}).
+			spec.Given().When(ChangePassword{UserID: newID(), Verify: verifier("", nil), NewHash: newHash("next", nil), At: now}).
 				ThenError(t, ErrInvalidCredentials)
 		})
 	})
@@ -48,9 +50,11 @@ func TestChangePasswordHTTP(t *testing.T) {
 		return a.send(request{method: "POST", path: "/users/me/password", token: token, body: body})
 	}
 
+	probe := probeHashes(nil, a.svc)
 	res := change(token, map[string]string{"current_password": otherPassword, "new_password": "a third unusual phrase"})
 	require.Equal(t, http.StatusUnauthorized, res.status, "wrong current password")
 	require.Equal(t, "invalid_credentials", res.code())
+	require.EqualValues(t, 1, probe.total.Load(), "a wrong current password costs one hash: the new one is not hashed")
 	res = change(token, map[string]string{"current_password": goodPassword, "new_password": "too short"})
 	require.Equal(t, http.StatusBadRequest, res.status)
 	require.Equal(t, "weak_password", res.code())

@@ -8,10 +8,16 @@
 // registrations of one address exactly one succeeds.
 //
 // Logins are limited per email (the lock-out, decided from the
-// UserLoginFailed events) and per client address (a count in PostgreSQL);
-// both hold across replicas. Each login attempt commits once, whatever its
-// outcome, so that the failures that record an event and the one that does
-// not (an unknown email) take the same time.
+// UserLoginFailed events) and per client address (a count in PostgreSQL,
+// taken before the attempt costs a hash); both hold across replicas. Every
+// failed login commits once after its hash, so that the failures that
+// record an event and the one that does not (an unknown email) take the
+// same time.
+//
+// Password hashes are the expensive part (Argon2id holds HashParams.
+// MemoryKiB while it runs): a service runs at most Config.HashConcurrency
+// at once, and a request that waits longer than Config.HashWait for a slot
+// is answered 503 server_busy.
 //
 // Slices: register.go, login.go, change_password.go, deactivate_user.go,
 // activate_user.go, and the stored read model users.go (GET /users/me).

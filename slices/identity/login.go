@@ -40,8 +40,9 @@ type Login struct {
 	UserID uuid.UUID
 	At     time.Time
 	// Verify checks the password against a PHC hash; "" stands for the
-	// dummy hash of an unknown user.
-	Verify func(passwordHash string) bool
+	// dummy hash of an unknown user. Its error (no hash slot) is the
+	// decision's.
+	Verify func(passwordHash string) (bool, error)
 }
 
 // Lock-out: MaxFailures failed logins for one email within FailureWindow.
@@ -105,8 +106,10 @@ func decideLogin(s loginState, c Login) ([]any, error) {
 	if known {
 		hash = s.user.passwordHash
 	}
-	ok := c.Verify(hash) // on every path, so that they all take as long
+	ok, err := c.Verify(hash) // on every path, so that they all take as long
 	switch {
+	case err != nil:
+		return nil, err
 	case !known:
 		return nil, ErrInvalidCredentials
 	case !s.user.active:
@@ -123,14 +126,13 @@ var login = decide.Decider[loginState, Login]{
 
 // POST /login
 //
-// Each attempt is one transaction that counts it for its client address
-// and records its outcome (UserLoggedIn, UserLoginFailed, or nothing for an
-// unknown email or a lock-out), committed once whatever the outcome. So an
-// unknown email costs the same commit, the slow part of a write, as a wrong
-// password or a deactivated user, and the three failures take the same
-// time; with a separate commit for the recorded failure, the known emails
-// answered measurably later. The password is verified before that
-// transaction, so that no connection or lock is held during the hash.
+// The attempt is counted for its client address first, and committed,
+// before anything else: a client over its limit spends no hash, even when
+// its attempts arrive all at once. The password is then verified outside
+// any transaction, so that no connection or lock is held during the hash
+// (which may wait for a slot: 503 server_busy), and the decision records
+// the outcome: UserLoggedIn, UserLoginFailed, or nothing for an unknown
+// email (which commits all the same) or a lock-out.
 func (s *Service) loginHandler(c *gin.Context) {
 	var req credentials
 	if !httpapi.Decode(c, &req) {
@@ -141,9 +143,7 @@ func (s *Service) loginHandler(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	client := throttleKey(c.ClientIP())
-	// A client already over its limit spends no hash.
-	if wait, err := s.throttle(ctx, s.Pool, client, false); err != nil {
+	if wait, err := s.throttle(ctx, throttleKey(c.ClientIP())); err != nil {
 		s.fail(c, err)
 		return
 	} else if wait > 0 {
@@ -156,42 +156,30 @@ func (s *Service) loginHandler(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	check := s.passwordCheck(*req.Password)
+	check := s.passwordCheck(ctx, *req.Password)
 	cmd := Login{EmailHash: hash, UserID: userID, At: s.now(), Verify: check.verify}
 	if err := s.verifyAhead(ctx, cmd); err != nil {
 		s.fail(c, err)
 		return
 	}
-	var (
-		res     decide.Result
-		wait    time.Duration
-		refused error // the decision's business error
-	)
-	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		var err error
-		if wait, err = s.throttle(ctx, tx, client, true); err != nil || wait > 0 {
-			return err // a refused attempt counts too
-		}
-		res, err = decide.RunTx(ctx, tx, s.Store, login, cmd)
-		var tooMany *TooManyAttemptsError
-		if errors.Is(err, ErrInvalidCredentials) || errors.As(err, &tooMany) {
-			refused, err = err, nil // the count commits
-		}
-		return err
-	})
+	res, err := decide.Run(ctx, s.Store, login, cmd)
 	var tooMany *TooManyAttemptsError
 	switch {
-	case err != nil:
-		s.fail(c, err)
-		return
-	case wait > 0:
-		s.tooMany(c, wait)
-		return
-	case errors.As(refused, &tooMany):
+	case errors.As(err, &tooMany):
 		s.tooMany(c, tooMany.RetryAfter)
 		return
-	case refused != nil:
+	case errors.Is(err, ErrInvalidCredentials):
+		// An unknown email records nothing, but pays for a commit all the
+		// same, as the failures that record one do: without it, known
+		// emails answered measurably later.
+		if err := s.commitNothing(ctx); err != nil {
+			s.fail(c, err)
+			return
+		}
 		s.invalidCredentials(c)
+		return
+	case err != nil:
+		s.fail(c, err)
 		return
 	}
 	loggedIn, ok := res.Events[0].(UserLoggedIn)
@@ -214,7 +202,8 @@ func (s *Service) loginHandler(c *gin.Context) {
 // appending nothing, for its effect on cmd.Verify: the hash is computed
 // (or skipped, when the email is locked out) and remembered, and the
 // decision in the transaction finds the answer without hashing again,
-// unless the password hash changed in between.
+// unless the password hash changed in between. It returns the decision's
+// error only when the hash could not be computed (no slot, or ctx ended).
 func (s *Service) verifyAhead(ctx context.Context, cmd Login) error {
 	stored, err := s.Store.Read(ctx, loginQuery(cmd), eventstore.ReadOptions{})
 	if err != nil {
@@ -224,8 +213,20 @@ func (s *Service) verifyAhead(ctx context.Context, cmd Login) error {
 	if err != nil {
 		return err
 	}
-	_, _ = login.Decide(state, cmd)
+	var tooMany *TooManyAttemptsError
+	if _, err := login.Decide(state, cmd); err != nil && !errors.Is(err, ErrInvalidCredentials) && !errors.As(err, &tooMany) {
+		return err
+	}
 	return nil
+}
+
+// commitNothing commits a transaction that writes nothing but its commit
+// record, waiting for it to be flushed like any write.
+func (s *Service) commitNothing(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SELECT pg_current_xact_id()")
+		return err
+	})
 }
 
 // invalidCredentials is the one answer to every failed login.
@@ -283,7 +284,7 @@ var rehash = decide.Decider[user, Rehash]{
 // rehash is best effort: the login succeeded whatever happens here, and the
 // next login tries again.
 func (s *Service) rehash(ctx context.Context, id uuid.UUID, oldHash, password string) {
-	newHash, err := s.Hashing.Hash(password)
+	newHash, err := s.hasher.hash(ctx, password)
 	if err == nil {
 		_, err = decide.Run(ctx, s.Store, rehash, Rehash{UserID: id, OldHash: oldHash, NewHash: newHash, At: s.now()})
 	}

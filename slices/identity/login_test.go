@@ -286,12 +286,13 @@ func TestLoginThrottleHTTP(t *testing.T) {
 		})
 	}
 
-	// A burst of concurrent attempts from one address: each is counted in
-	// the transaction that records its outcome, so exactly the limit are
-	// answered and the others refused.
+	// A burst of concurrent attempts from one address: each is counted
+	// before it hashes, so exactly the limit are answered, the others
+	// refused, and the refused ones spend no hash.
 	t.Run("Burst", func(t *testing.T) {
 		const burst = 12
 		for try := 0; ; try++ {
+			probe := probeHashes(nil, replicas[0].svc, replicas[1].svc)
 			client := newClientAddr()
 			host, _, err := net.SplitHostPort(client)
 			require.NoError(t, err)
@@ -324,6 +325,7 @@ func TestLoginThrottleHTTP(t *testing.T) {
 				}
 			}
 			require.Equal(t, limit, answered, "exactly the limit is answered")
+			require.EqualValues(t, limit, probe.total.Load(), "one hash for each answered attempt, none for a refused one")
 			return
 		}
 	})

@@ -3,6 +3,7 @@ package identity
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	_ "embed"
@@ -10,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
@@ -99,6 +102,76 @@ func (p HashParams) dummyHash() string {
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.MemoryKiB, p.Iterations, p.Parallelism,
 		b64.EncodeToString(salt), b64.EncodeToString(key))
+}
+
+// ErrBusy is returned when a password hash waited longer than the
+// service's HashWait for a slot: the server is busy hashing other requests'
+// passwords. The handlers answer 503 server_busy with Retry-After.
+var ErrBusy = errors.New("identity: too many password hashes at once")
+
+// hasher computes and verifies the service's password hashes, at most
+// cap(slots) at a time. Each Argon2id hash holds MemoryKiB of memory while
+// it runs, so without a bound, concurrent requests (which need no account)
+// could make the server allocate without limit. Every hash a request pays
+// for goes through it: registration, the check of a login (the dummy hash
+// of an unknown email included), both hashes of a password change, and a
+// re-hash. It is safe for concurrent use.
+type hasher struct {
+	params HashParams
+	slots  chan struct{}
+	wait   time.Duration // longest wait for a slot before ErrBusy
+	// waiting counts the callers blocked waiting for a slot.
+	waiting atomic.Int64
+	// running, when set (by tests, before any use), is called inside the
+	// slot before each hash; the function it returns is called after it.
+	running func() (done func())
+}
+
+func newHasher(params HashParams, concurrency int, wait time.Duration) *hasher {
+	return &hasher{params: params, slots: make(chan struct{}, concurrency), wait: wait}
+}
+
+// do runs f in a slot. It gives up when ctx ends first (returning its
+// error) or when no slot frees up within h.wait (ErrBusy).
+func (h *hasher) do(ctx context.Context, f func()) error {
+	select {
+	case h.slots <- struct{}{}:
+	default:
+		h.waiting.Add(1)
+		timer := time.NewTimer(h.wait)
+		select {
+		case h.slots <- struct{}{}:
+		case <-ctx.Done():
+			h.waiting.Add(-1)
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+			h.waiting.Add(-1)
+			return ErrBusy
+		}
+		h.waiting.Add(-1)
+		timer.Stop()
+	}
+	defer func() { <-h.slots }()
+	if h.running != nil {
+		defer h.running()()
+	}
+	f()
+	return nil
+}
+
+// hash returns the PHC string of password under the service's parameters.
+func (h *hasher) hash(ctx context.Context, password string) (phc string, err error) {
+	if waitErr := h.do(ctx, func() { phc, err = h.params.Hash(password) }); waitErr != nil {
+		return "", waitErr
+	}
+	return phc, err
+}
+
+// verify is HashParams.Verify under the service's parameters, in a slot.
+func (h *hasher) verify(ctx context.Context, phc, password string) (ok, stale bool, err error) {
+	err = h.do(ctx, func() { ok, stale = h.params.Verify(phc, password) })
+	return ok, stale, err
 }
 
 // PasswordPolicy says which passwords are acceptable: long enough, not too
