@@ -36,9 +36,32 @@ const (
 	keyBytes  = 32
 )
 
+// Validate returns an error saying what is wrong when argon2 would not hash
+// with p as stated: it needs at least one iteration, one lane, and 8 KiB of
+// memory per lane. (Below 8 KiB per lane it silently uses more than asked,
+// so the PHC string would not tell how the hash was made; with no
+// iteration or lane it panics.) It is the one rule for the parameters that
+// Hash uses and parsePHC accepts, and for the server's configuration.
+func (p HashParams) Validate() error {
+	switch {
+	case p.Iterations < 1:
+		return errors.New("argon2 needs at least 1 iteration")
+	case p.Parallelism < 1:
+		return errors.New("argon2 needs a parallelism of at least 1")
+	case uint64(p.MemoryKiB) < 8*uint64(p.Parallelism):
+		return fmt.Errorf("argon2 needs at least 8 KiB of memory per lane: %d KiB for a parallelism of %d, got %d KiB",
+			8*uint32(p.Parallelism), p.Parallelism, p.MemoryKiB)
+	}
+	return nil
+}
+
 // Hash returns the PHC string of password under p:
-// $argon2id$v=19$m=19456,t=2,p=1$<salt>$<key>.
+// $argon2id$v=19$m=19456,t=2,p=1$<salt>$<key>. It refuses parameters that
+// Validate refuses: their hashes would never verify.
 func (p HashParams) Hash(password string) (string, error) {
+	if err := p.Validate(); err != nil {
+		return "", fmt.Errorf("identity: hash: %w", err)
+	}
 	salt := make([]byte, saltBytes)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("identity: salt: %w", err)
@@ -63,8 +86,7 @@ func (p HashParams) Verify(phc, password string) (ok, stale bool) {
 }
 
 // parsePHC parses $argon2id$v=19$m=…,t=…,p=…$<salt>$<key>, in exactly that
-// spelling, with parameters argon2 accepts (it panics on zero iterations or
-// parallelism, or on less than 8 KiB of memory per lane).
+// spelling, with parameters that Validate accepts.
 func parsePHC(phc string) (HashParams, []byte, []byte, error) {
 	parts := strings.Split(phc, "$")
 	var p HashParams
@@ -77,8 +99,7 @@ func parsePHC(phc string) (HashParams, []byte, []byte, error) {
 		return p, nil, nil, errors.New("unsupported argon2 version")
 	}
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &p.Parallelism); err != nil ||
-		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", p.MemoryKiB, p.Iterations, p.Parallelism) ||
-		p.Iterations < 1 || p.Parallelism < 1 || p.MemoryKiB < 8*uint32(p.Parallelism) {
+		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", p.MemoryKiB, p.Iterations, p.Parallelism) || p.Validate() != nil {
 		return p, nil, nil, errors.New("malformed argon2 parameters")
 	}
 	// Decoding skips line breaks; re-encoding holds the one spelling.

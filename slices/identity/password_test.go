@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
+	"github.com/dcbkit/dcbkit/httpapi"
 )
 
 func TestPasswordPolicy(t *testing.T) {
@@ -201,4 +204,42 @@ func TestHashWaitGivesUp(t *testing.T) {
 	close(gate)
 	require.Equal(t, http.StatusCreated, (<-holder).status)
 	require.EqualValues(t, 1, probe.total.Load(), "only the holder hashed")
+}
+
+// TestHashParamsValidate: hashing and parsing agree on which parameters are
+// valid. Parameters that Validate accepts make hashes that verify; the
+// others make no hash (argon2 would silently use more memory than the PHC
+// string says, and parsePHC refuses such a string: with HASH_MEMORY_KIB=64
+// and HASH_PARALLELISM=16 users registered, and none could log in). A
+// service is not built with them.
+func TestHashParamsValidate(t *testing.T) {
+	t.Parallel()
+	require.EqualError(t, HashParams{MemoryKiB: 64, Iterations: 1, Parallelism: 16}.Validate(),
+		"argon2 needs at least 8 KiB of memory per lane: 128 KiB for a parallelism of 16, got 64 KiB")
+	require.EqualError(t, HashParams{MemoryKiB: 64, Iterations: 0, Parallelism: 1}.Validate(), "argon2 needs at least 1 iteration")
+	require.EqualError(t, HashParams{MemoryKiB: 64, Iterations: 1, Parallelism: 0}.Validate(), "argon2 needs a parallelism of at least 1")
+	require.NoError(t, DefaultHashParams.Validate())
+
+	for _, lanes := range []uint8{1, 2, 16, 255} {
+		for _, memory := range []uint32{8*uint32(lanes) - 1, 8 * uint32(lanes), 8*uint32(lanes) + 1} {
+			p := HashParams{MemoryKiB: memory, Iterations: 1, Parallelism: lanes}
+			h, err := p.Hash(goodPassword)
+			if p.Validate() != nil {
+				require.Error(t, err, "%+v", p)
+				continue
+			}
+			require.NoError(t, err, "%+v", p)
+			ok, stale := p.Verify(h, goodPassword)
+			require.True(t, ok, "%+v: a hash made with valid parameters verifies", p)
+			require.False(t, stale)
+		}
+	}
+
+	store, pool := eventstoretest.SharedStore(t), eventstoretest.SharedPool(t)
+	require.PanicsWithValue(t,
+		"identity: NewService: hash parameters: argon2 needs at least 8 KiB of memory per lane: 128 KiB for a parallelism of 16, got 64 KiB",
+		func() {
+			NewService(Config{Hashing: HashParams{MemoryKiB: 64, Iterations: 1, Parallelism: 16}, Tokens: Tokens{Secret: testSecret}},
+				store, pool, nil, httpapi.ReadModels{})
+		})
 }

@@ -58,8 +58,9 @@ type Service struct {
 
 // NewService returns the identity service. It computes the dummy hash that
 // unknown users are verified against, so it costs one hash. It panics on
-// wiring mistakes: no store or pool, or no token secret (anybody could sign
-// tokens).
+// wiring mistakes: no store or pool, no token secret (anybody could sign
+// tokens), or hash parameters that HashParams.Validate refuses (nobody
+// could log in).
 func NewService(cfg Config, store *eventstore.Store, pool *pgxpool.Pool, logger *slog.Logger, rm httpapi.ReadModels) *Service {
 	if store == nil || pool == nil {
 		panic("identity: NewService needs a store and a pool")
@@ -72,6 +73,9 @@ func NewService(cfg Config, store *eventstore.Store, pool *pgxpool.Pool, logger 
 	}
 	if cfg.Hashing == (HashParams{}) {
 		cfg.Hashing = DefaultHashParams
+	}
+	if err := cfg.Hashing.Validate(); err != nil {
+		panic("identity: NewService: hash parameters: " + err.Error())
 	}
 	if cfg.HashConcurrency <= 0 {
 		cfg.HashConcurrency = runtime.GOMAXPROCS(0)
