@@ -171,6 +171,18 @@ func (c Config) validate(errs []error) error {
 		}
 		if c.AdminToken == "" {
 			bad("ADMIN_TOKEN: required outside development")
+		} else if len(c.AdminToken) < 32 {
+			bad("ADMIN_TOKEN: at least 32 bytes in production")
+		}
+		// Development and tests may hash faster; production hashes at
+		// least at OWASP's minimum for Argon2id, the identity defaults
+		// (its parallelism, 1, is the least the range allows).
+		owasp := identity.DefaultHashParams
+		if c.HashMemoryKiB < int(owasp.MemoryKiB) {
+			bad("HASH_MEMORY_KIB: at least %d (19 MiB, OWASP's minimum for Argon2id) in production, got %d", owasp.MemoryKiB, c.HashMemoryKiB)
+		}
+		if c.HashIterations < int(owasp.Iterations) {
+			bad("HASH_ITERATIONS: at least %d (OWASP's minimum for Argon2id) in production, got %d", owasp.Iterations, c.HashIterations)
 		}
 	default:
 		bad("ENVIRONMENT: want development or production, got %q", c.Environment)

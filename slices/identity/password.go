@@ -28,7 +28,8 @@ type HashParams struct {
 	Parallelism uint8  // default 1
 }
 
-// DefaultHashParams is the OWASP minimum for Argon2id.
+// DefaultHashParams is the OWASP minimum for Argon2id (19 MiB, 2
+// iterations, parallelism 1); the server refuses less in production.
 var DefaultHashParams = HashParams{MemoryKiB: 19 * 1024, Iterations: 2, Parallelism: 1}
 
 const (
