@@ -16,11 +16,15 @@ import (
 
 // ChangePassword replaces a user's password; the new one has passed the
 // policy. The current password is verified first and the new one hashed
-// only then, so that a wrong guess costs one hash, not two.
+// only then, so that a wrong guess costs one hash, not two. A wrong guess
+// is a failed login: it counts towards the lock-out of /login (by the
+// user's email), and the user's failed logins lock out password changes
+// the same way, so that a stolen token does not give unlimited guesses.
 //
-//	given no UserRegistered, or UserDeactivated     → ErrInvalidCredentials, the new password not hashed
-//	given a wrong current password                  → ErrInvalidCredentials, the new password not hashed
-//	given the right current password                → UserPasswordChanged
+//	given 5 UserLoginFailed of the user in the last 15 minutes  → *TooManyAttemptsError, nothing verified or recorded
+//	given no UserRegistered, or UserDeactivated                 → ErrInvalidCredentials, the new password not hashed
+//	given a wrong current password                              → UserLoginFailed{reason: wrong_current_password}, the new password not hashed
+//	given the right current password                            → UserPasswordChanged
 type ChangePassword struct {
 	UserID uuid.UUID
 	// Verify checks the current password; NewHash hashes the new one.
@@ -30,13 +34,26 @@ type ChangePassword struct {
 	At      time.Time
 }
 
-func decideChangePassword(u user, c ChangePassword) ([]any, error) {
-	ok, err := c.Verify(u.passwordHash)
-	if err != nil {
-		return nil, err
+func changePasswordQuery(c ChangePassword) eventstore.Query {
+	return eventstore.Query{Items: []eventstore.QueryItem{
+		userQuery(c.UserID),
+		{Types: Events.TypesOf(UserLoginFailed{}), Tags: []string{userTag(c.UserID)}},
+	}}
+}
+
+func decideChangePassword(s loginState, c ChangePassword) ([]any, error) {
+	if wait := lockedOut(s.failures, c.At); wait > 0 {
+		return nil, &TooManyAttemptsError{RetryAfter: wait}
 	}
-	if !u.registered || !u.active || !ok {
+	u := s.user
+	ok, err := c.Verify(u.passwordHash)
+	switch {
+	case err != nil:
+		return nil, err
+	case !u.registered || !u.active:
 		return nil, ErrInvalidCredentials
+	case !ok:
+		return []any{UserLoginFailed{UserID: c.UserID, EmailHash: EmailHash(u.email), At: c.At, Reason: "wrong_current_password"}}, nil
 	}
 	hash, err := c.NewHash()
 	if err != nil {
@@ -45,13 +62,8 @@ func decideChangePassword(u user, c ChangePassword) ([]any, error) {
 	return []any{UserPasswordChanged{UserID: c.UserID, PasswordHash: hash, At: c.At}}, nil
 }
 
-var changePassword = decide.Decider[user, ChangePassword]{
-	Events: Events,
-	Query: func(c ChangePassword) eventstore.Query {
-		return eventstore.Query{Items: []eventstore.QueryItem{userQuery(c.UserID)}}
-	},
-	Evolve: evolveUser,
-	Decide: decideChangePassword,
+var changePassword = decide.Decider[loginState, ChangePassword]{
+	Events: Events, Query: changePasswordQuery, Evolve: evolveLogin, Decide: decideChangePassword,
 }
 
 // POST /users/me/password (Bearer)
@@ -78,13 +90,20 @@ func (s *Service) changePasswordHandler(c *gin.Context) {
 	ctx := c.Request.Context()
 	check := s.passwordCheck(ctx, *req.Current)
 	cmd := ChangePassword{UserID: id, At: s.now(), Verify: check.verify, NewHash: s.hashOnce(ctx, *req.New)}
-	_, err := decide.Run(ctx, s.Store, changePassword, cmd)
+	res, err := decide.Run(ctx, s.Store, changePassword, cmd)
+	var tooMany *TooManyAttemptsError
 	switch {
+	case errors.As(err, &tooMany):
+		s.tooMany(c, tooMany.RetryAfter)
 	case errors.Is(err, ErrInvalidCredentials):
 		s.invalidCredentials(c)
 	case err != nil:
 		s.fail(c, err)
 	default:
+		if _, failed := res.Events[0].(UserLoginFailed); failed {
+			s.invalidCredentials(c)
+			return
+		}
 		c.Status(http.StatusNoContent)
 	}
 }

@@ -8,7 +8,8 @@
 // registrations of one address exactly one succeeds.
 //
 // Logins are limited per email (the lock-out, decided from the
-// UserLoginFailed events) and per client address (a count in PostgreSQL,
+// UserLoginFailed events, which wrong current passwords at a password
+// change record too, and which lock out password changes as well) and per client address (a count in PostgreSQL,
 // taken before the attempt costs a hash); both hold across replicas. Every
 // failed login commits once after its hash, so that the failures that
 // record an event and the one that does not (an unknown email) take the

@@ -76,9 +76,12 @@ func loginQuery(c Login) eventstore.Query {
 	return eventstore.Query{Items: items}
 }
 
+// loginState is a user and the failed attempts that count towards their
+// lock-out: for a login, those with the email; for a password change, the
+// user's.
 type loginState struct {
 	user     user
-	failures []time.Time // failed logins with this email
+	failures []time.Time
 }
 
 func evolveLogin(s loginState, e any) loginState {
@@ -89,17 +92,26 @@ func evolveLogin(s loginState, e any) loginState {
 	return s
 }
 
-func decideLogin(s loginState, c Login) ([]any, error) {
+// lockedOut returns how long after at the failed attempts at the times
+// failures lock out another attempt, 0 when they do not: MaxFailures of
+// them within FailureWindow lock until the oldest of the last MaxFailures
+// leaves the window.
+func lockedOut(failures []time.Time, at time.Time) time.Duration {
 	var recent []time.Time
-	for _, at := range s.failures {
-		if at.After(c.At.Add(-FailureWindow)) {
-			recent = append(recent, at)
+	for _, f := range failures {
+		if f.After(at.Add(-FailureWindow)) {
+			recent = append(recent, f)
 		}
 	}
-	if len(recent) >= MaxFailures {
-		// Locked until the oldest of the last MaxFailures leaves the window.
-		until := recent[len(recent)-MaxFailures].Add(FailureWindow)
-		return nil, &TooManyAttemptsError{RetryAfter: until.Sub(c.At)}
+	if len(recent) < MaxFailures {
+		return 0
+	}
+	return recent[len(recent)-MaxFailures].Add(FailureWindow).Sub(at)
+}
+
+func decideLogin(s loginState, c Login) ([]any, error) {
+	if wait := lockedOut(s.failures, c.At); wait > 0 {
+		return nil, &TooManyAttemptsError{RetryAfter: wait}
 	}
 	known := s.user.registered && s.user.id == c.UserID
 	hash := ""
