@@ -126,6 +126,40 @@ func TestChangePasswordHTTP(t *testing.T) {
 	require.Equal(t, "invalid_token", res.code())
 }
 
+// TestChangePasswordRevokesEarlierTokens: after a password change, the
+// user's tokens issued before it stop working (a token thief loses access
+// when the user changes their password); one from a login with the new
+// password works.
+func TestChangePasswordRevokesEarlierTokens(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	email := freshEmail()
+	id := a.register(email, goodPassword)
+	// Token times are whole seconds: one issued two seconds ago is from
+	// before the change, whatever the clock's fraction.
+	earlier, _, err := a.svc.Tokens.Issue(id, time.Now().Add(-2*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, a.send(request{method: "GET", path: "/users/me", token: earlier}).status)
+
+	res := a.send(request{method: "POST", path: "/users/me/password", token: earlier,
+		body: map[string]string{"current_password": goodPassword, "new_password": otherPassword}})
+	require.Equal(t, http.StatusNoContent, res.status, string(res.raw))
+	for _, r := range []request{
+		{method: "GET", path: "/users/me"},
+		{method: "POST", path: "/users/me/password", body: map[string]string{"current_password": otherPassword, "new_password": "a third unusual phrase"}},
+		{method: "POST", path: "/users/" + id.String() + "/deactivate"},
+	} {
+		r.token = earlier
+		res := a.send(r)
+		require.Equal(t, http.StatusUnauthorized, res.status, "%s %s: %s", r.method, r.path, res.raw)
+		require.Equal(t, "invalid_token", res.code())
+	}
+
+	fresh := a.token(email, otherPassword)
+	res = a.send(request{method: "GET", path: "/users/me", token: fresh})
+	require.Equal(t, http.StatusOK, res.status, "a token issued after the change works: %s", res.raw)
+}
+
 // TestChangePasswordLockOutHTTP: wrong guesses of the current password are
 // failed logins. After 5 within 15 minutes even the right one gets 429
 // too_many_attempts with Retry-After, as /login does, and so does /login,

@@ -47,10 +47,14 @@ type UserActivated struct {
 	By     string    `json:"by"`
 }
 
+// UserPasswordChanged is a new password hash: a change by the user, or a
+// re-hash of the same password with the current parameters (Rehash), which
+// is not a change of password and revokes no token.
 type UserPasswordChanged struct {
 	UserID       uuid.UUID `json:"user_id" tag:"user_id"`
 	PasswordHash string    `json:"password_hash"`
 	At           time.Time `json:"at"`
+	Rehash       bool      `json:"rehash,omitempty"`
 }
 
 // Events is the registry of the identity bounded context.
@@ -98,8 +102,11 @@ type user struct {
 	registered   bool
 	email        string
 	passwordHash string
-	active       bool
-	registeredAt time.Time
+	// passwordChangedAt is when the user last changed their password (a
+	// re-hash is no change); zero if never. Tokens issued before are void.
+	passwordChangedAt time.Time
+	active            bool
+	registeredAt      time.Time
 }
 
 func evolveUser(u user, e any) user {
@@ -108,6 +115,9 @@ func evolveUser(u user, e any) user {
 		u = user{id: e.UserID, registered: true, email: e.Email, passwordHash: e.PasswordHash, active: true, registeredAt: e.RegisteredAt}
 	case UserPasswordChanged:
 		u.passwordHash = e.PasswordHash
+		if !e.Rehash {
+			u.passwordChangedAt = e.At
+		}
 	case UserDeactivated:
 		u.active = false
 	case UserActivated:

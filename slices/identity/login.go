@@ -272,7 +272,7 @@ func (s *Service) userByEmail(ctx context.Context, hash string) (uuid.UUID, erro
 // the current ones, after a successful login proved the password.
 //
 //	given the user's hash is no longer OldHash   → nothing (changed meanwhile)
-//	given it still is                            → UserPasswordChanged{NewHash}
+//	given it still is                            → UserPasswordChanged{NewHash, Rehash}
 type Rehash struct {
 	UserID           uuid.UUID
 	OldHash, NewHash string
@@ -289,7 +289,7 @@ var rehash = decide.Decider[user, Rehash]{
 		if u.passwordHash != c.OldHash {
 			return nil, nil
 		}
-		return []any{UserPasswordChanged{UserID: c.UserID, PasswordHash: c.NewHash, At: c.At}}, nil
+		return []any{UserPasswordChanged{UserID: c.UserID, PasswordHash: c.NewHash, At: c.At, Rehash: true}}, nil
 	},
 }
 

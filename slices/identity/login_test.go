@@ -140,7 +140,7 @@ func TestRehashRules(t *testing.T) {
 			id := newID()
 			spec.Given(registered(id, freshEmail(), "old")).
 				When(Rehash{UserID: id, OldHash: "old", NewHash: "new", At: now}).
-				Then(t, UserPasswordChanged{UserID: id, PasswordHash: "new", At: now})
+				Then(t, UserPasswordChanged{UserID: id, PasswordHash: "new", At: now, Rehash: true})
 		})
 		t.Run("LeavesAHashChangedMeanwhile", func(t *testing.T) {
 			id := newID()
@@ -342,7 +342,8 @@ func TestThrottleKey(t *testing.T) {
 
 // TestRehashOnLogin: a password hashed with other parameters than the
 // service's is re-hashed with the service's on the next successful login,
-// and the login still works afterwards.
+// and the login still works afterwards. A re-hash is no change of
+// password: the tokens issued before it still work.
 func TestRehashOnLogin(t *testing.T) {
 	t.Parallel()
 	cheap := newAPI(t)
@@ -350,6 +351,8 @@ func TestRehashOnLogin(t *testing.T) {
 	id := cheap.register(email, goodPassword)
 	stronger := HashParams{MemoryKiB: 2048, Iterations: 2, Parallelism: 1}
 	a := newAPIWith(t, apiOptions{config: Config{Hashing: stronger}})
+	earlier, _, err := a.svc.Tokens.Issue(id, time.Now().Add(-2*time.Second))
+	require.NoError(t, err)
 
 	require.Equal(t, http.StatusOK, a.login(email, goodPassword).status)
 	events := userEvents(t, a.svc.Store, id)
@@ -357,9 +360,12 @@ func TestRehashOnLogin(t *testing.T) {
 	require.IsType(t, UserLoggedIn{}, events[1])
 	changed := events[2].(UserPasswordChanged)
 	require.True(t, strings.HasPrefix(changed.PasswordHash, "$argon2id$v=19$m=2048,t=2,p=1$"), changed.PasswordHash)
+	require.True(t, changed.Rehash)
 	ok, stale := stronger.Verify(changed.PasswordHash, goodPassword)
 	require.True(t, ok)
 	require.False(t, stale)
+	res := a.send(request{method: "GET", path: "/users/me", token: earlier})
+	require.Equal(t, http.StatusOK, res.status, "a token from before the re-hash still works: %s", res.raw)
 
 	require.Equal(t, http.StatusOK, a.login(email, goodPassword).status, "the new hash works")
 	require.Equal(t, http.StatusUnauthorized, a.login(email, otherPassword).status)

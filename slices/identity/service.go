@@ -158,9 +158,12 @@ func (s *Service) unauthorized(c *gin.Context) {
 }
 
 // authenticate returns the user of the request's token, checked against the
-// user's current state: a deactivated user's token no longer works.
+// user's current state: a deactivated user's token no longer works, nor
+// does one issued before the user last changed their password. Token times
+// are whole seconds, so a token issued in the second of the change, before
+// it, still works.
 func (s *Service) authenticate(c *gin.Context) (uuid.UUID, bool) {
-	id, err := s.Tokens.Verify(bearer(c), s.now())
+	id, issued, err := s.Tokens.VerifyIssued(bearer(c), s.now())
 	if err != nil {
 		s.unauthorized(c)
 		return uuid.Nil, false
@@ -170,7 +173,7 @@ func (s *Service) authenticate(c *gin.Context) (uuid.UUID, bool) {
 		s.fail(c, err)
 		return uuid.Nil, false
 	}
-	if !u.registered || !u.active {
+	if !u.registered || !u.active || issued.Before(u.passwordChangedAt.Truncate(time.Second)) {
 		s.unauthorized(c)
 		return uuid.Nil, false
 	}

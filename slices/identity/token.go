@@ -65,9 +65,16 @@ func (t Tokens) Issue(user uuid.UUID, now time.Time) (string, time.Time, error) 
 
 // Verify returns the user a token was issued to, or ErrInvalidToken.
 func (t Tokens) Verify(token string, now time.Time) (uuid.UUID, error) {
+	id, _, err := t.VerifyIssued(token, now)
+	return id, err
+}
+
+// VerifyIssued is Verify that also returns when the token was issued: its
+// iat, in whole seconds (Issue truncates it), zero when it has none.
+func (t Tokens) VerifyIssued(token string, now time.Time) (uuid.UUID, time.Time, error) {
 	t = t.defaults()
 	if len(t.Secret) == 0 || token == "" {
-		return uuid.Nil, ErrInvalidToken
+		return uuid.Nil, time.Time{}, ErrInvalidToken
 	}
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return t.Secret, nil },
@@ -79,11 +86,15 @@ func (t Tokens) Verify(token string, now time.Time) (uuid.UUID, error) {
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
 	if err != nil {
-		return uuid.Nil, ErrInvalidToken
+		return uuid.Nil, time.Time{}, ErrInvalidToken
 	}
 	id, err := uuid.Parse(claims.Subject)
 	if err != nil || id.String() != claims.Subject {
-		return uuid.Nil, ErrInvalidToken
+		return uuid.Nil, time.Time{}, ErrInvalidToken
 	}
-	return id, nil
+	var issued time.Time
+	if claims.IssuedAt != nil {
+		issued = claims.IssuedAt.Time
+	}
+	return id, issued, nil
 }

@@ -98,6 +98,20 @@ func TestTokensAtUsersMe(t *testing.T) {
 	require.Equal(t, "invalid_token", res.code())
 }
 
+// TestTokenIssuedAt: VerifyIssued returns the token's iat, in whole
+// seconds, as Issue wrote it.
+func TestTokenIssuedAt(t *testing.T) {
+	t.Parallel()
+	tokens := Tokens{Secret: testSecret}
+	id, at := newID(), time.Date(2026, 11, 25, 12, 0, 7, 900_000_000, time.UTC)
+	token, _, err := tokens.Issue(id, at)
+	require.NoError(t, err)
+	got, issued, err := tokens.VerifyIssued(token, at.Add(time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, id, got)
+	require.True(t, issued.Equal(at.Truncate(time.Second)), "%v", issued)
+}
+
 func TestTokensRefuseAnEmptySecret(t *testing.T) {
 	t.Parallel()
 	_, _, err := Tokens{}.Issue(newID(), time.Now())
