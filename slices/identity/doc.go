@@ -7,13 +7,17 @@
 // and appends with that query as its condition, so of two concurrent
 // registrations of one address exactly one succeeds.
 //
-// Logins are limited per email (the lock-out, decided from the
-// UserLoginFailed events, which wrong current passwords at a password
-// change record too, and which lock out password changes as well) and per client address (a count in PostgreSQL,
-// taken before the attempt costs a hash); both hold across replicas. Every
-// failed login commits once after its hash, so that the failures that
-// record an event and the one that does not (an unknown email) take the
-// same time.
+// Logins are limited per email and per client address, both across
+// replicas. The lock-out per email is decided from the failed logins
+// recorded with it: UserLoginFailed (a wrong password, a deactivated user,
+// or a wrong current password at a password change, which the user's
+// failures lock out too) and LoginFailedForUnknownEmail, so that an unknown
+// email is locked out like a registered one and the lock-out does not tell
+// which are registered. The limit per client address is a count in
+// PostgreSQL, taken before the attempt costs a hash; it also bounds the
+// failures a client can record. Every failed login records one event after
+// its hash, so the three failures cost the same commit and take the same
+// time.
 //
 // Password hashes are the expensive part (Argon2id holds HashParams.
 // MemoryKiB while it runs): a service runs at most Config.HashConcurrency

@@ -35,6 +35,15 @@ type UserLoginFailed struct {
 	Reason    string    `json:"reason"`
 }
 
+// LoginFailedForUnknownEmail is a failed login with an email that no user
+// is registered with (UserLoginFailed needs a user). It counts towards the
+// email's lock-out like UserLoginFailed, so that an unknown email is locked
+// out as a registered one is.
+type LoginFailedForUnknownEmail struct {
+	EmailHash string    `json:"-" tag:"email_hash"`
+	At        time.Time `json:"at"`
+}
+
 type UserDeactivated struct {
 	UserID uuid.UUID `json:"user_id" tag:"user_id"`
 	At     time.Time `json:"at"`
@@ -62,6 +71,7 @@ var Events = eventstore.NewRegistry(
 	eventstore.Type[UserRegistered]("UserRegistered"),
 	eventstore.Type[UserLoggedIn]("UserLoggedIn"),
 	eventstore.Type[UserLoginFailed]("UserLoginFailed"),
+	eventstore.Type[LoginFailedForUnknownEmail]("LoginFailedForUnknownEmail"),
 	eventstore.Type[UserDeactivated]("UserDeactivated"),
 	eventstore.Type[UserActivated]("UserActivated"),
 	eventstore.Type[UserPasswordChanged]("UserPasswordChanged"),
@@ -91,7 +101,7 @@ func userQuery(id uuid.UUID) eventstore.QueryItem {
 }
 
 // emailQuery is every event about one address: its registration and the
-// failed logins with it.
+// failed logins with it (UserLoginFailed, LoginFailedForUnknownEmail).
 func emailQuery(hash string) eventstore.QueryItem {
 	return eventstore.QueryItem{Tags: []string{emailTag(hash)}}
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/dcbkit/dcbkit/decide"
 	"github.com/dcbkit/dcbkit/eventstore"
@@ -21,13 +20,19 @@ import (
 // Login checks a password and records the attempt. Unknown email, wrong
 // password and deactivated user are the same failure to the caller, in about
 // the same time: every path but the lock-out verifies one password hash, with
-// the current parameters when there is no user (a dummy hash).
+// the current parameters when there is no user (a dummy hash), and records
+// one event. An unknown email is locked out like a known one, so that the
+// lock-out does not tell which emails are registered either.
 //
-//	given 5 UserLoginFailed for the email in the last 15 minutes  → *TooManyAttemptsError, nothing recorded, nothing verified
-//	given no UserRegistered for the email (or not the handler's)  → ErrInvalidCredentials, a dummy hash verified
+//	given 5 failed logins for the email in the last 15 minutes    → *TooManyAttemptsError, nothing recorded, nothing verified
+//	given no UserRegistered for the email (or not the handler's)  → LoginFailedForUnknownEmail, a dummy hash verified
 //	given UserDeactivated                                         → UserLoginFailed{reason: deactivated}
 //	given a wrong password                                        → UserLoginFailed{reason: wrong_password}
 //	given the right password                                      → UserLoggedIn
+//
+// A failed login for the email is a UserLoginFailed (of this or any user;
+// a wrong current password at a password change is one too) or a
+// LoginFailedForUnknownEmail, made before the email was registered or not.
 //
 // "Not the handler's": a user registered between the handler's look-up and
 // the decision counts as unknown, since the decision's state lacks the
@@ -85,7 +90,10 @@ type loginState struct {
 }
 
 func evolveLogin(s loginState, e any) loginState {
-	if f, ok := e.(UserLoginFailed); ok {
+	switch f := e.(type) {
+	case UserLoginFailed:
+		s.failures = append(s.failures, f.At)
+	case LoginFailedForUnknownEmail:
 		s.failures = append(s.failures, f.At)
 	}
 	s.user = evolveUser(s.user, e)
@@ -123,7 +131,7 @@ func decideLogin(s loginState, c Login) ([]any, error) {
 	case err != nil:
 		return nil, err
 	case !known:
-		return nil, ErrInvalidCredentials
+		return []any{LoginFailedForUnknownEmail{EmailHash: c.EmailHash, At: c.At}}, nil
 	case !s.user.active:
 		return []any{UserLoginFailed{UserID: s.user.id, EmailHash: c.EmailHash, At: c.At, Reason: "deactivated"}}, nil
 	case !ok:
@@ -143,8 +151,9 @@ var login = decide.Decider[loginState, Login]{
 // its attempts arrive all at once. The password is then verified outside
 // any transaction, so that no connection or lock is held during the hash
 // (which may wait for a slot: 503 server_busy), and the decision records
-// the outcome: UserLoggedIn, UserLoginFailed, or nothing for an unknown
-// email (which commits all the same) or a lock-out.
+// the outcome: UserLoggedIn, UserLoginFailed or LoginFailedForUnknownEmail
+// (each an append, so that the three failures cost the same commit), or
+// nothing for a lock-out.
 func (s *Service) loginHandler(c *gin.Context) {
 	var req credentials
 	if !httpapi.Decode(c, &req) {
@@ -179,16 +188,6 @@ func (s *Service) loginHandler(c *gin.Context) {
 	switch {
 	case errors.As(err, &tooMany):
 		s.tooMany(c, tooMany.RetryAfter)
-		return
-	case errors.Is(err, ErrInvalidCredentials):
-		// An unknown email records nothing, but pays for a commit all the
-		// same, as the failures that record one do: without it, known
-		// emails answered measurably later.
-		if err := s.commitNothing(ctx); err != nil {
-			s.fail(c, err)
-			return
-		}
-		s.invalidCredentials(c)
 		return
 	case err != nil:
 		s.fail(c, err)
@@ -226,19 +225,10 @@ func (s *Service) verifyAhead(ctx context.Context, cmd Login) error {
 		return err
 	}
 	var tooMany *TooManyAttemptsError
-	if _, err := login.Decide(state, cmd); err != nil && !errors.Is(err, ErrInvalidCredentials) && !errors.As(err, &tooMany) {
+	if _, err := login.Decide(state, cmd); err != nil && !errors.As(err, &tooMany) {
 		return err
 	}
 	return nil
-}
-
-// commitNothing commits a transaction that writes nothing but its commit
-// record, waiting for it to be flushed like any write.
-func (s *Service) commitNothing(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "SELECT pg_current_xact_id()")
-		return err
-	})
 }
 
 // invalidCredentials is the one answer to every failed login.
