@@ -24,9 +24,12 @@ import (
 //	given 5 UserLoginFailed of the user in the last 15 minutes  → *TooManyAttemptsError, nothing verified or recorded
 //	given no UserRegistered, or UserDeactivated                 → ErrInvalidCredentials, the new password not hashed
 //	given a wrong current password                              → UserLoginFailed{reason: wrong_current_password}, the new password not hashed
-//	given the right current password                            → UserPasswordChanged
+//	given the right current password                            → UserPasswordChanged{TokenID}
 type ChangePassword struct {
 	UserID uuid.UUID
+	// TokenID is the jti of the token that makes the change: it stays
+	// valid, the user's other tokens issued before the change do not.
+	TokenID string
 	// Verify checks the current password; NewHash hashes the new one.
 	// Their errors (no hash slot) are the decision's.
 	Verify  func(passwordHash string) (bool, error)
@@ -59,7 +62,7 @@ func decideChangePassword(s loginState, c ChangePassword) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []any{UserPasswordChanged{UserID: c.UserID, PasswordHash: hash, At: c.At}}, nil
+	return []any{UserPasswordChanged{UserID: c.UserID, PasswordHash: hash, At: c.At, TokenID: c.TokenID}}, nil
 }
 
 var changePassword = decide.Decider[loginState, ChangePassword]{
@@ -68,7 +71,7 @@ var changePassword = decide.Decider[loginState, ChangePassword]{
 
 // POST /users/me/password (Bearer)
 func (s *Service) changePasswordHandler(c *gin.Context) {
-	id, ok := s.authenticate(c)
+	token, ok := s.authenticateToken(c)
 	if !ok {
 		return
 	}
@@ -89,7 +92,7 @@ func (s *Service) changePasswordHandler(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	check := s.passwordCheck(ctx, *req.Current)
-	cmd := ChangePassword{UserID: id, At: s.now(), Verify: check.verify, NewHash: s.hashOnce(ctx, *req.New)}
+	cmd := ChangePassword{UserID: token.UserID, TokenID: token.ID, At: s.now(), Verify: check.verify, NewHash: s.hashOnce(ctx, *req.New)}
 	res, err := decide.Run(ctx, s.Store, changePassword, cmd)
 	var tooMany *TooManyAttemptsError
 	switch {

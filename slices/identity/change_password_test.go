@@ -69,8 +69,8 @@ func TestChangePasswordRules(t *testing.T) {
 		t.Run("ChangesWithTheRightCurrentPassword", func(t *testing.T) {
 			id := newID()
 			spec.Given(registered(id, freshEmail(), "good")).
-				When(ChangePassword{UserID: id, Verify: verifier("good", nil), NewHash: newHash("next", nil), At: now}).
-				Then(t, UserPasswordChanged{UserID: id, PasswordHash: "next", At: now})
+				When(ChangePassword{UserID: id, TokenID: "the-jti", Verify: verifier("good", nil), NewHash: newHash("next", nil), At: now}).
+				Then(t, UserPasswordChanged{UserID: id, PasswordHash: "next", At: now, TokenID: "the-jti"})
 		})
 	})
 }
@@ -128,8 +128,8 @@ func TestChangePasswordHTTP(t *testing.T) {
 
 // TestChangePasswordRevokesEarlierTokens: after a password change, the
 // user's tokens issued before it stop working (a token thief loses access
-// when the user changes their password); one from a login with the new
-// password works.
+// when the user changes their password), but the one that made the change;
+// one from a login with the new password works.
 func TestChangePasswordRevokesEarlierTokens(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
@@ -137,13 +137,17 @@ func TestChangePasswordRevokesEarlierTokens(t *testing.T) {
 	id := a.register(email, goodPassword)
 	// Token times are whole seconds: one issued two seconds ago is from
 	// before the change, whatever the clock's fraction.
+	changer, _, err := a.svc.Tokens.Issue(id, time.Now().Add(-2*time.Second))
+	require.NoError(t, err)
 	earlier, _, err := a.svc.Tokens.Issue(id, time.Now().Add(-2*time.Second))
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, a.send(request{method: "GET", path: "/users/me", token: earlier}).status)
 
-	res := a.send(request{method: "POST", path: "/users/me/password", token: earlier,
+	res := a.send(request{method: "POST", path: "/users/me/password", token: changer,
 		body: map[string]string{"current_password": goodPassword, "new_password": otherPassword}})
 	require.Equal(t, http.StatusNoContent, res.status, string(res.raw))
+	res = a.send(request{method: "GET", path: "/users/me", token: changer})
+	require.Equal(t, http.StatusOK, res.status, "the token that made the change still works: %s", res.raw)
 	for _, r := range []request{
 		{method: "GET", path: "/users/me"},
 		{method: "POST", path: "/users/me/password", body: map[string]string{"current_password": otherPassword, "new_password": "a third unusual phrase"}},

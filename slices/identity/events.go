@@ -56,13 +56,15 @@ type UserActivated struct {
 	By     string    `json:"by"`
 }
 
-// UserPasswordChanged is a new password hash: a change by the user, or a
-// re-hash of the same password with the current parameters (Rehash), which
-// is not a change of password and revokes no token.
+// UserPasswordChanged is a new password hash: a change by the user, which
+// revokes the user's tokens issued before it but the one that made the
+// change (TokenID, its jti), or a re-hash of the same password with the
+// current parameters (Rehash), which is no change and revokes nothing.
 type UserPasswordChanged struct {
 	UserID       uuid.UUID `json:"user_id" tag:"user_id"`
 	PasswordHash string    `json:"password_hash"`
 	At           time.Time `json:"at"`
+	TokenID      string    `json:"token_id,omitempty"`
 	Rehash       bool      `json:"rehash,omitempty"`
 }
 
@@ -113,8 +115,10 @@ type user struct {
 	email        string
 	passwordHash string
 	// passwordChangedAt is when the user last changed their password (a
-	// re-hash is no change); zero if never. Tokens issued before are void.
+	// re-hash is no change); zero if never. Tokens issued before are void,
+	// but keptToken, the one (jti) that made the change.
 	passwordChangedAt time.Time
+	keptToken         string
 	active            bool
 	registeredAt      time.Time
 }
@@ -126,7 +130,7 @@ func evolveUser(u user, e any) user {
 	case UserPasswordChanged:
 		u.passwordHash = e.PasswordHash
 		if !e.Rehash {
-			u.passwordChangedAt = e.At
+			u.passwordChangedAt, u.keptToken = e.At, e.TokenID
 		}
 	case UserDeactivated:
 		u.active = false

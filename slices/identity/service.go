@@ -158,26 +158,35 @@ func (s *Service) unauthorized(c *gin.Context) {
 }
 
 // authenticate returns the user of the request's token, checked against the
-// user's current state: a deactivated user's token no longer works, nor
-// does one issued before the user last changed their password. Token times
-// are whole seconds, so a token issued in the second of the change, before
-// it, still works.
+// user's current state; see authenticateToken.
 func (s *Service) authenticate(c *gin.Context) (uuid.UUID, bool) {
-	id, issued, err := s.Tokens.VerifyIssued(bearer(c), s.now())
+	claims, ok := s.authenticateToken(c)
+	return claims.UserID, ok
+}
+
+// authenticateToken returns the claims of the request's token, checked
+// against the user's current state: a deactivated user's token no longer
+// works, nor does one issued before the user last changed their password,
+// but the token that made the change. Token times are whole seconds, so a
+// token issued in the second of the change, before it, still works.
+func (s *Service) authenticateToken(c *gin.Context) (TokenClaims, bool) {
+	claims, err := s.Tokens.VerifyClaims(bearer(c), s.now())
 	if err != nil {
 		s.unauthorized(c)
-		return uuid.Nil, false
+		return TokenClaims{}, false
 	}
-	u, _, err := s.readUser(c.Request.Context(), id)
+	u, _, err := s.readUser(c.Request.Context(), claims.UserID)
 	if err != nil {
 		s.fail(c, err)
-		return uuid.Nil, false
+		return TokenClaims{}, false
 	}
-	if !u.registered || !u.active || issued.Before(u.passwordChangedAt.Truncate(time.Second)) {
+	revoked := claims.IssuedAt.Before(u.passwordChangedAt.Truncate(time.Second)) &&
+		(u.keptToken == "" || claims.ID != u.keptToken)
+	if !u.registered || !u.active || revoked {
 		s.unauthorized(c)
-		return uuid.Nil, false
+		return TokenClaims{}, false
 	}
-	return id, true
+	return claims, true
 }
 
 // readUser folds a user from their events.

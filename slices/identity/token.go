@@ -65,16 +65,24 @@ func (t Tokens) Issue(user uuid.UUID, now time.Time) (string, time.Time, error) 
 
 // Verify returns the user a token was issued to, or ErrInvalidToken.
 func (t Tokens) Verify(token string, now time.Time) (uuid.UUID, error) {
-	id, _, err := t.VerifyIssued(token, now)
-	return id, err
+	claims, err := t.VerifyClaims(token, now)
+	return claims.UserID, err
 }
 
-// VerifyIssued is Verify that also returns when the token was issued: its
-// iat, in whole seconds (Issue truncates it), zero when it has none.
-func (t Tokens) VerifyIssued(token string, now time.Time) (uuid.UUID, time.Time, error) {
+// TokenClaims are what a verified token says.
+type TokenClaims struct {
+	UserID uuid.UUID // sub
+	// IssuedAt is iat, in whole seconds (Issue truncates it); zero when
+	// the token has none.
+	IssuedAt time.Time
+	ID       string // jti
+}
+
+// VerifyClaims is Verify that returns the token's claims.
+func (t Tokens) VerifyClaims(token string, now time.Time) (TokenClaims, error) {
 	t = t.defaults()
 	if len(t.Secret) == 0 || token == "" {
-		return uuid.Nil, time.Time{}, ErrInvalidToken
+		return TokenClaims{}, ErrInvalidToken
 	}
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return t.Secret, nil },
@@ -86,15 +94,15 @@ func (t Tokens) VerifyIssued(token string, now time.Time) (uuid.UUID, time.Time,
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
 	if err != nil {
-		return uuid.Nil, time.Time{}, ErrInvalidToken
+		return TokenClaims{}, ErrInvalidToken
 	}
 	id, err := uuid.Parse(claims.Subject)
 	if err != nil || id.String() != claims.Subject {
-		return uuid.Nil, time.Time{}, ErrInvalidToken
+		return TokenClaims{}, ErrInvalidToken
 	}
-	var issued time.Time
+	out := TokenClaims{UserID: id, ID: claims.ID}
 	if claims.IssuedAt != nil {
-		issued = claims.IssuedAt.Time
+		out.IssuedAt = claims.IssuedAt.Time
 	}
-	return id, issued, nil
+	return out, nil
 }
