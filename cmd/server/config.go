@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dcbkit/dcbkit/slices/identity"
 )
 
 // Config is the whole configuration of the server. Every field comes from a
@@ -169,6 +171,18 @@ func (c Config) validate(errs []error) error {
 		}
 		if c.AdminToken == "" {
 			bad("ADMIN_TOKEN: required outside development")
+		} else if len(c.AdminToken) < 32 {
+			bad("ADMIN_TOKEN: at least 32 bytes in production")
+		}
+		// Development and tests may hash faster; production hashes at
+		// least at OWASP's minimum for Argon2id, the identity defaults
+		// (its parallelism, 1, is the least the range allows).
+		owasp := identity.DefaultHashParams
+		if c.HashMemoryKiB < int(owasp.MemoryKiB) {
+			bad("HASH_MEMORY_KIB: at least %d (19 MiB, OWASP's minimum for Argon2id) in production, got %d", owasp.MemoryKiB, c.HashMemoryKiB)
+		}
+		if c.HashIterations < int(owasp.Iterations) {
+			bad("HASH_ITERATIONS: at least %d (OWASP's minimum for Argon2id) in production, got %d", owasp.Iterations, c.HashIterations)
 		}
 	default:
 		bad("ENVIRONMENT: want development or production, got %q", c.Environment)
@@ -176,20 +190,30 @@ func (c Config) validate(errs []error) error {
 	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
 		bad("JWT_SECRET: at least 32 bytes")
 	}
+	memoryOK := c.HashMemoryKiB >= 64 && c.HashMemoryKiB <= 4<<20
+	iterationsOK := c.HashIterations >= 1 && c.HashIterations <= 100
+	parallelismOK := c.HashParallelism >= 1 && c.HashParallelism <= 255
 	positive := []struct {
 		name string
 		ok   bool
 	}{
 		{"READ_MODEL_WAIT", c.ReadModelWait > 0}, {"READ_HEADER_TIMEOUT", c.ReadHeaderTimeout > 0}, {"PUBLISH_BUDGET", c.PublishBudget > 0}, {"TOKEN_LIFETIME", c.TokenLifetime > 0},
 		{"PASSWORD_MIN_LENGTH", c.PasswordMinLength >= 8 && c.PasswordMinLength <= 128},
-		{"HASH_MEMORY_KIB", c.HashMemoryKiB >= 64 && c.HashMemoryKiB <= 4<<20},
-		{"HASH_ITERATIONS", c.HashIterations >= 1 && c.HashIterations <= 100},
-		{"HASH_PARALLELISM", c.HashParallelism >= 1 && c.HashParallelism <= 255},
+		{"HASH_MEMORY_KIB", memoryOK},
+		{"HASH_ITERATIONS", iterationsOK},
+		{"HASH_PARALLELISM", parallelismOK},
 		{"LOGIN_ATTEMPTS_PER_MINUTE", c.LoginAttemptsPerMinute >= 1},
 	}
 	for _, p := range positive {
 		if !p.ok {
 			bad("%s: out of range", p.name)
+		}
+	}
+	if memoryOK && iterationsOK && parallelismOK {
+		// The identity service's own rule, so that no configuration makes
+		// hashes that its verification refuses (nobody could log in).
+		if err := c.hashParams().Validate(); err != nil {
+			bad("HASH_MEMORY_KIB, HASH_PARALLELISM: %v", err)
 		}
 	}
 	if c.ReplicaID == "" {
@@ -199,6 +223,12 @@ func (c Config) validate(errs []error) error {
 		return fmt.Errorf("config:\n%w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// hashParams are the Argon2id parameters of the configuration; validate
+// has checked that each fits its type.
+func (c Config) hashParams() identity.HashParams {
+	return identity.HashParams{MemoryKiB: uint32(c.HashMemoryKiB), Iterations: uint32(c.HashIterations), Parallelism: uint8(c.HashParallelism)}
 }
 
 // devDatabaseURL is the URL init_dev.sh recorded in .dev/env, when the server

@@ -7,11 +7,22 @@
 // and appends with that query as its condition, so of two concurrent
 // registrations of one address exactly one succeeds.
 //
-// Logins are limited per email (the lock-out, decided from the
-// UserLoginFailed events) and per client address (a count in PostgreSQL);
-// both hold across replicas. Each login attempt commits once, whatever its
-// outcome, so that the failures that record an event and the one that does
-// not (an unknown email) take the same time.
+// Logins are limited per email and per client address, both across
+// replicas. The lock-out per email is decided from the failed logins
+// recorded with it: UserLoginFailed (a wrong password, a deactivated user,
+// or a wrong current password at a password change, which the user's
+// failures lock out too) and LoginFailedForUnknownEmail, so that an unknown
+// email is locked out like a registered one and the lock-out does not tell
+// which are registered. The limit per client address is a count in
+// PostgreSQL, taken before the attempt costs a hash; it also bounds the
+// failures a client can record. Every failed login records one event after
+// its hash, so the three failures cost the same commit and take the same
+// time.
+//
+// Password hashes are the expensive part (Argon2id holds HashParams.
+// MemoryKiB while it runs): a service runs at most Config.HashConcurrency
+// at once, and a request that waits longer than Config.HashWait for a slot
+// is answered 503 server_busy.
 //
 // Slices: register.go, login.go, change_password.go, deactivate_user.go,
 // activate_user.go, and the stored read model users.go (GET /users/me).

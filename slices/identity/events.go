@@ -35,6 +35,15 @@ type UserLoginFailed struct {
 	Reason    string    `json:"reason"`
 }
 
+// LoginFailedForUnknownEmail is a failed login with an email that no user
+// is registered with (UserLoginFailed needs a user). It counts towards the
+// email's lock-out like UserLoginFailed, so that an unknown email is locked
+// out as a registered one is.
+type LoginFailedForUnknownEmail struct {
+	EmailHash string    `json:"-" tag:"email_hash"`
+	At        time.Time `json:"at"`
+}
+
 type UserDeactivated struct {
 	UserID uuid.UUID `json:"user_id" tag:"user_id"`
 	At     time.Time `json:"at"`
@@ -47,10 +56,16 @@ type UserActivated struct {
 	By     string    `json:"by"`
 }
 
+// UserPasswordChanged is a new password hash: a change by the user, which
+// revokes the user's tokens issued before it but the one that made the
+// change (TokenID, its jti), or a re-hash of the same password with the
+// current parameters (Rehash), which is no change and revokes nothing.
 type UserPasswordChanged struct {
 	UserID       uuid.UUID `json:"user_id" tag:"user_id"`
 	PasswordHash string    `json:"password_hash"`
 	At           time.Time `json:"at"`
+	TokenID      string    `json:"token_id,omitempty"`
+	Rehash       bool      `json:"rehash,omitempty"`
 }
 
 // Events is the registry of the identity bounded context.
@@ -58,6 +73,7 @@ var Events = eventstore.NewRegistry(
 	eventstore.Type[UserRegistered]("UserRegistered"),
 	eventstore.Type[UserLoggedIn]("UserLoggedIn"),
 	eventstore.Type[UserLoginFailed]("UserLoginFailed"),
+	eventstore.Type[LoginFailedForUnknownEmail]("LoginFailedForUnknownEmail"),
 	eventstore.Type[UserDeactivated]("UserDeactivated"),
 	eventstore.Type[UserActivated]("UserActivated"),
 	eventstore.Type[UserPasswordChanged]("UserPasswordChanged"),
@@ -87,7 +103,7 @@ func userQuery(id uuid.UUID) eventstore.QueryItem {
 }
 
 // emailQuery is every event about one address: its registration and the
-// failed logins with it.
+// failed logins with it (UserLoginFailed, LoginFailedForUnknownEmail).
 func emailQuery(hash string) eventstore.QueryItem {
 	return eventstore.QueryItem{Tags: []string{emailTag(hash)}}
 }
@@ -98,8 +114,13 @@ type user struct {
 	registered   bool
 	email        string
 	passwordHash string
-	active       bool
-	registeredAt time.Time
+	// passwordChangedAt is when the user last changed their password (a
+	// re-hash is no change); zero if never. Tokens issued before are void,
+	// but keptToken, the one (jti) that made the change.
+	passwordChangedAt time.Time
+	keptToken         string
+	active            bool
+	registeredAt      time.Time
 }
 
 func evolveUser(u user, e any) user {
@@ -108,6 +129,9 @@ func evolveUser(u user, e any) user {
 		u = user{id: e.UserID, registered: true, email: e.Email, passwordHash: e.PasswordHash, active: true, registeredAt: e.RegisteredAt}
 	case UserPasswordChanged:
 		u.passwordHash = e.PasswordHash
+		if !e.Rehash {
+			u.passwordChangedAt, u.keptToken = e.At, e.TokenID
+		}
 	case UserDeactivated:
 		u.active = false
 	case UserActivated:

@@ -57,12 +57,22 @@ func testStore(t *testing.T) *eventstore.Store { return eventstoretest.SharedSto
 
 // verifier is a Verify function that accepts one hash: the pure tests need
 // no real hashing to decide.
-func verifier(good string, calls *int) func(string) bool {
-	return func(phc string) bool {
+func verifier(good string, calls *int) func(string) (bool, error) {
+	return func(phc string) (bool, error) {
 		if calls != nil {
 			*calls++
 		}
-		return phc == good
+		return phc == good, nil
+	}
+}
+
+// newHash is a NewHash function that returns hash and counts its calls.
+func newHash(hash string, calls *int) func() (string, error) {
+	return func() (string, error) {
+		if calls != nil {
+			*calls++
+		}
+		return hash, nil
 	}
 }
 
@@ -172,6 +182,7 @@ type request struct {
 	token         string // Authorization: Bearer
 	authorization string // the whole Authorization header, instead
 	client        string // RemoteAddr; the api's own when empty
+	ctx           context.Context
 }
 
 // response is what came back.
@@ -222,6 +233,9 @@ func (a *api) roundTrip(r request) response {
 	}
 	if r.authorization != "" {
 		req.Header.Set("Authorization", r.authorization)
+	}
+	if r.ctx != nil {
+		req = req.WithContext(r.ctx)
 	}
 	req.RemoteAddr = a.client
 	if r.client != "" {
@@ -286,4 +300,30 @@ func givenEvents(t testing.TB, store *eventstore.Store, events ...any) int64 {
 	res, err := store.Append(context.Background(), encoded, nil)
 	require.NoError(t, err)
 	return res.Position
+}
+
+// hashProbe watches the password hashes of services: how many run at once,
+// the most that ever did, and how many ran in all. With a gate, every hash
+// waits inside its slot until the gate is closed.
+type hashProbe struct {
+	inFlight, most, total atomic.Int64
+	gate                  chan struct{}
+}
+
+// probeHashes installs a probe in the services, before they serve.
+func probeHashes(gate chan struct{}, svcs ...*Service) *hashProbe {
+	p := &hashProbe{gate: gate}
+	for _, s := range svcs {
+		s.hasher.running = func() func() {
+			n := p.inFlight.Add(1)
+			p.total.Add(1)
+			for m := p.most.Load(); n > m && !p.most.CompareAndSwap(m, n); m = p.most.Load() {
+			}
+			if p.gate != nil {
+				<-p.gate
+			}
+			return func() { p.inFlight.Add(-1) }
+		}
+	}
+	return p
 }

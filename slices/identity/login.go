@@ -11,7 +11,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/dcbkit/dcbkit/decide"
 	"github.com/dcbkit/dcbkit/eventstore"
@@ -21,13 +20,19 @@ import (
 // Login checks a password and records the attempt. Unknown email, wrong
 // password and deactivated user are the same failure to the caller, in about
 // the same time: every path but the lock-out verifies one password hash, with
-// the current parameters when there is no user (a dummy hash).
+// the current parameters when there is no user (a dummy hash), and records
+// one event. An unknown email is locked out like a known one, so that the
+// lock-out does not tell which emails are registered either.
 //
-//	given 5 UserLoginFailed for the email in the last 15 minutes  → *TooManyAttemptsError, nothing recorded, nothing verified
-//	given no UserRegistered for the email (or not the handler's)  → ErrInvalidCredentials, a dummy hash verified
+//	given 5 failed logins for the email in the last 15 minutes    → *TooManyAttemptsError, nothing recorded, nothing verified
+//	given no UserRegistered for the email (or not the handler's)  → LoginFailedForUnknownEmail, a dummy hash verified
 //	given UserDeactivated                                         → UserLoginFailed{reason: deactivated}
 //	given a wrong password                                        → UserLoginFailed{reason: wrong_password}
 //	given the right password                                      → UserLoggedIn
+//
+// A failed login for the email is a UserLoginFailed (of this or any user;
+// a wrong current password at a password change is one too) or a
+// LoginFailedForUnknownEmail, made before the email was registered or not.
 //
 // "Not the handler's": a user registered between the handler's look-up and
 // the decision counts as unknown, since the decision's state lacks the
@@ -40,8 +45,9 @@ type Login struct {
 	UserID uuid.UUID
 	At     time.Time
 	// Verify checks the password against a PHC hash; "" stands for the
-	// dummy hash of an unknown user.
-	Verify func(passwordHash string) bool
+	// dummy hash of an unknown user. Its error (no hash slot) is the
+	// decision's.
+	Verify func(passwordHash string) (bool, error)
 }
 
 // Lock-out: MaxFailures failed logins for one email within FailureWindow.
@@ -75,40 +81,57 @@ func loginQuery(c Login) eventstore.Query {
 	return eventstore.Query{Items: items}
 }
 
+// loginState is a user and the failed attempts that count towards their
+// lock-out: for a login, those with the email; for a password change, the
+// user's.
 type loginState struct {
 	user     user
-	failures []time.Time // failed logins with this email
+	failures []time.Time
 }
 
 func evolveLogin(s loginState, e any) loginState {
-	if f, ok := e.(UserLoginFailed); ok {
+	switch f := e.(type) {
+	case UserLoginFailed:
+		s.failures = append(s.failures, f.At)
+	case LoginFailedForUnknownEmail:
 		s.failures = append(s.failures, f.At)
 	}
 	s.user = evolveUser(s.user, e)
 	return s
 }
 
-func decideLogin(s loginState, c Login) ([]any, error) {
+// lockedOut returns how long after at the failed attempts at the times
+// failures lock out another attempt, 0 when they do not: MaxFailures of
+// them within FailureWindow lock until the oldest of the last MaxFailures
+// leaves the window.
+func lockedOut(failures []time.Time, at time.Time) time.Duration {
 	var recent []time.Time
-	for _, at := range s.failures {
-		if at.After(c.At.Add(-FailureWindow)) {
-			recent = append(recent, at)
+	for _, f := range failures {
+		if f.After(at.Add(-FailureWindow)) {
+			recent = append(recent, f)
 		}
 	}
-	if len(recent) >= MaxFailures {
-		// Locked until the oldest of the last MaxFailures leaves the window.
-		until := recent[len(recent)-MaxFailures].Add(FailureWindow)
-		return nil, &TooManyAttemptsError{RetryAfter: until.Sub(c.At)}
+	if len(recent) < MaxFailures {
+		return 0
+	}
+	return recent[len(recent)-MaxFailures].Add(FailureWindow).Sub(at)
+}
+
+func decideLogin(s loginState, c Login) ([]any, error) {
+	if wait := lockedOut(s.failures, c.At); wait > 0 {
+		return nil, &TooManyAttemptsError{RetryAfter: wait}
 	}
 	known := s.user.registered && s.user.id == c.UserID
 	hash := ""
 	if known {
 		hash = s.user.passwordHash
 	}
-	ok := c.Verify(hash) // on every path, so that they all take as long
+	ok, err := c.Verify(hash) // on every path, so that they all take as long
 	switch {
+	case err != nil:
+		return nil, err
 	case !known:
-		return nil, ErrInvalidCredentials
+		return []any{LoginFailedForUnknownEmail{EmailHash: c.EmailHash, At: c.At}}, nil
 	case !s.user.active:
 		return []any{UserLoginFailed{UserID: s.user.id, EmailHash: c.EmailHash, At: c.At, Reason: "deactivated"}}, nil
 	case !ok:
@@ -123,14 +146,14 @@ var login = decide.Decider[loginState, Login]{
 
 // POST /login
 //
-// Each attempt is one transaction that counts it for its client address
-// and records its outcome (UserLoggedIn, UserLoginFailed, or nothing for an
-// unknown email or a lock-out), committed once whatever the outcome. So an
-// unknown email costs the same commit, the slow part of a write, as a wrong
-// password or a deactivated user, and the three failures take the same
-// time; with a separate commit for the recorded failure, the known emails
-// answered measurably later. The password is verified before that
-// transaction, so that no connection or lock is held during the hash.
+// The attempt is counted for its client address first, and committed,
+// before anything else: a client over its limit spends no hash, even when
+// its attempts arrive all at once. The password is then verified outside
+// any transaction, so that no connection or lock is held during the hash
+// (which may wait for a slot: 503 server_busy), and the decision records
+// the outcome: UserLoggedIn, UserLoginFailed or LoginFailedForUnknownEmail
+// (each an append, so that the three failures cost the same commit), or
+// nothing for a lock-out.
 func (s *Service) loginHandler(c *gin.Context) {
 	var req credentials
 	if !httpapi.Decode(c, &req) {
@@ -141,9 +164,7 @@ func (s *Service) loginHandler(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	client := throttleKey(c.ClientIP())
-	// A client already over its limit spends no hash.
-	if wait, err := s.throttle(ctx, s.Pool, client, false); err != nil {
+	if wait, err := s.throttle(ctx, throttleKey(c.ClientIP())); err != nil {
 		s.fail(c, err)
 		return
 	} else if wait > 0 {
@@ -156,42 +177,20 @@ func (s *Service) loginHandler(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	check := s.passwordCheck(*req.Password)
+	check := s.passwordCheck(ctx, *req.Password)
 	cmd := Login{EmailHash: hash, UserID: userID, At: s.now(), Verify: check.verify}
 	if err := s.verifyAhead(ctx, cmd); err != nil {
 		s.fail(c, err)
 		return
 	}
-	var (
-		res     decide.Result
-		wait    time.Duration
-		refused error // the decision's business error
-	)
-	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		var err error
-		if wait, err = s.throttle(ctx, tx, client, true); err != nil || wait > 0 {
-			return err // a refused attempt counts too
-		}
-		res, err = decide.RunTx(ctx, tx, s.Store, login, cmd)
-		var tooMany *TooManyAttemptsError
-		if errors.Is(err, ErrInvalidCredentials) || errors.As(err, &tooMany) {
-			refused, err = err, nil // the count commits
-		}
-		return err
-	})
+	res, err := decide.Run(ctx, s.Store, login, cmd)
 	var tooMany *TooManyAttemptsError
 	switch {
-	case err != nil:
-		s.fail(c, err)
-		return
-	case wait > 0:
-		s.tooMany(c, wait)
-		return
-	case errors.As(refused, &tooMany):
+	case errors.As(err, &tooMany):
 		s.tooMany(c, tooMany.RetryAfter)
 		return
-	case refused != nil:
-		s.invalidCredentials(c)
+	case err != nil:
+		s.fail(c, err)
 		return
 	}
 	loggedIn, ok := res.Events[0].(UserLoggedIn)
@@ -214,7 +213,8 @@ func (s *Service) loginHandler(c *gin.Context) {
 // appending nothing, for its effect on cmd.Verify: the hash is computed
 // (or skipped, when the email is locked out) and remembered, and the
 // decision in the transaction finds the answer without hashing again,
-// unless the password hash changed in between.
+// unless the password hash changed in between. It returns the decision's
+// error only when the hash could not be computed (no slot, or ctx ended).
 func (s *Service) verifyAhead(ctx context.Context, cmd Login) error {
 	stored, err := s.Store.Read(ctx, loginQuery(cmd), eventstore.ReadOptions{})
 	if err != nil {
@@ -224,7 +224,10 @@ func (s *Service) verifyAhead(ctx context.Context, cmd Login) error {
 	if err != nil {
 		return err
 	}
-	_, _ = login.Decide(state, cmd)
+	var tooMany *TooManyAttemptsError
+	if _, err := login.Decide(state, cmd); err != nil && !errors.As(err, &tooMany) {
+		return err
+	}
 	return nil
 }
 
@@ -259,7 +262,7 @@ func (s *Service) userByEmail(ctx context.Context, hash string) (uuid.UUID, erro
 // the current ones, after a successful login proved the password.
 //
 //	given the user's hash is no longer OldHash   → nothing (changed meanwhile)
-//	given it still is                            → UserPasswordChanged{NewHash}
+//	given it still is                            → UserPasswordChanged{NewHash, Rehash}
 type Rehash struct {
 	UserID           uuid.UUID
 	OldHash, NewHash string
@@ -276,14 +279,14 @@ var rehash = decide.Decider[user, Rehash]{
 		if u.passwordHash != c.OldHash {
 			return nil, nil
 		}
-		return []any{UserPasswordChanged{UserID: c.UserID, PasswordHash: c.NewHash, At: c.At}}, nil
+		return []any{UserPasswordChanged{UserID: c.UserID, PasswordHash: c.NewHash, At: c.At, Rehash: true}}, nil
 	},
 }
 
 // rehash is best effort: the login succeeded whatever happens here, and the
 // next login tries again.
 func (s *Service) rehash(ctx context.Context, id uuid.UUID, oldHash, password string) {
-	newHash, err := s.Hashing.Hash(password)
+	newHash, err := s.hasher.hash(ctx, password)
 	if err == nil {
 		_, err = decide.Run(ctx, s.Store, rehash, Rehash{UserID: id, OldHash: oldHash, NewHash: newHash, At: s.now()})
 	}

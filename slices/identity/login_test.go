@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dcbkit/dcbkit/eventstore"
 	"github.com/dcbkit/dcbkit/gwt"
 )
 
@@ -59,10 +60,11 @@ func TestLoginRules(t *testing.T) {
 				When(Login{EmailHash: EmailHash(email), UserID: id, At: now, Verify: verifier("good", nil)}).
 				Then(t, UserLoggedIn{UserID: id, At: now})
 		})
-		t.Run("UnknownEmailVerifiesADummy", func(t *testing.T) {
+		t.Run("UnknownEmailVerifiesADummyAndRecordsTheFailure", func(t *testing.T) {
+			email := freshEmail()
 			calls := 0
-			spec.Given().When(Login{EmailHash: EmailHash(freshEmail()), At: now, Verify: verifier("", &calls)}).
-				ThenError(t, ErrInvalidCredentials)
+			spec.Given().When(Login{EmailHash: EmailHash(email), At: now, Verify: verifier("", &calls)}).
+				Then(t, LoginFailedForUnknownEmail{EmailHash: EmailHash(email), At: now})
 			require.Equal(t, 1, calls, "one hash verified, as for a known user")
 		})
 		t.Run("RegisteredAfterTheLookUpIsUnknown", func(t *testing.T) {
@@ -70,8 +72,30 @@ func TestLoginRules(t *testing.T) {
 			calls := 0
 			spec.Given(registered(newID(), email, "good")).
 				When(Login{EmailHash: EmailHash(email), UserID: uuid.Nil, At: now, Verify: verifier("good", &calls)}).
-				ThenError(t, ErrInvalidCredentials)
+				Then(t, LoginFailedForUnknownEmail{EmailHash: EmailHash(email), At: now})
 			require.Equal(t, 1, calls, "the dummy hash, not the user's")
+		})
+		t.Run("UnknownEmailLockedAfterFiveRecentFailures", func(t *testing.T) {
+			email := freshEmail()
+			var given []any
+			for i := range MaxFailures {
+				given = append(given, LoginFailedForUnknownEmail{EmailHash: EmailHash(email), At: now.Add(-time.Duration(10-i) * time.Minute)})
+			}
+			calls := 0
+			spec.Given(given...).
+				When(Login{EmailHash: EmailHash(email), At: now, Verify: verifier("", &calls)}).
+				ThenError(t, &TooManyAttemptsError{RetryAfter: 5 * time.Minute})
+			require.Zero(t, calls, "a locked login verifies nothing")
+		})
+		t.Run("FailuresBeforeRegistrationCount", func(t *testing.T) {
+			id, email := newID(), freshEmail()
+			var given []any
+			for i := range MaxFailures {
+				given = append(given, LoginFailedForUnknownEmail{EmailHash: EmailHash(email), At: now.Add(-time.Duration(10-i) * time.Minute)})
+			}
+			spec.Given(append(given, registered(id, email, "good"))...).
+				When(Login{EmailHash: EmailHash(email), UserID: id, At: now, Verify: verifier("good", nil)}).
+				ThenError(t, &TooManyAttemptsError{RetryAfter: 5 * time.Minute})
 		})
 		t.Run("FourRecentFailuresDoNotLock", func(t *testing.T) {
 			id, email := newID(), freshEmail()
@@ -140,7 +164,7 @@ func TestRehashRules(t *testing.T) {
 			id := newID()
 			spec.Given(registered(id, freshEmail(), "old")).
 				When(Rehash{UserID: id, OldHash: "old", NewHash: "new", At: now}).
-				Then(t, UserPasswordChanged{UserID: id, PasswordHash: "new", At: now})
+				Then(t, UserPasswordChanged{UserID: id, PasswordHash: "new", At: now, Rehash: true})
 		})
 		t.Run("LeavesAHashChangedMeanwhile", func(t *testing.T) {
 			id := newID()
@@ -222,6 +246,50 @@ func TestLoginLockOutHTTP(t *testing.T) {
 	require.Equal(t, http.StatusTooManyRequests, a.login(email, otherPassword).status)
 }
 
+// TestLoginLockOutHidesRegisteredEmails: a registered email and an unknown
+// one get the same answers, bytes and Retry-After included, through five
+// failed logins and the lock-out after them: the lock-out does not tell
+// which emails are registered. The unknown email's failures are recorded,
+// LoginFailedForUnknownEmail tagged with its hash only, so the lock-out
+// holds across replicas: the second replica refuses the sixth attempt.
+func TestLoginLockOutHidesRegisteredEmails(t *testing.T) {
+	t.Parallel()
+	a, replica := newAPI(t), newAPIWith(t, apiOptions{noReadModel: true})
+	known, unknown := freshEmail(), freshEmail()
+	a.register(known, goodPassword)
+	var answers [2][]response
+	for i, email := range []string{known, unknown} {
+		for range MaxFailures {
+			answers[i] = append(answers[i], a.login(email, otherPassword))
+		}
+		answers[i] = append(answers[i], replica.login(email, goodPassword))
+	}
+	for n := range answers[0] {
+		k, u := answers[0][n], answers[1][n]
+		want := http.StatusUnauthorized
+		if n == MaxFailures {
+			want = http.StatusTooManyRequests
+		}
+		require.Equal(t, want, k.status, "attempt %d, registered email: %s", n+1, k.raw)
+		require.Equal(t, want, u.status, "attempt %d, unknown email: %s", n+1, u.raw)
+		require.Equal(t, string(k.raw), string(u.raw), "attempt %d: the same bytes", n+1)
+		if n == MaxFailures {
+			retry, err := strconv.Atoi(u.header.Get("Retry-After"))
+			require.NoError(t, err)
+			require.InDelta(t, FailureWindow.Seconds(), retry, 10, "until the first failure leaves the window")
+		}
+	}
+
+	stored, err := a.svc.Store.Read(context.Background(), eventstore.Query{Items: []eventstore.QueryItem{emailQuery(EmailHash(unknown))}}, eventstore.ReadOptions{})
+	require.NoError(t, err)
+	require.Len(t, stored, MaxFailures, "one event a failure, none for the refused attempt")
+	for _, e := range stored {
+		require.Equal(t, "LoginFailedForUnknownEmail", e.Type)
+		require.Equal(t, []string{emailTag(EmailHash(unknown))}, e.Tags, "tagged with the email hash only")
+		require.NotContains(t, string(e.Data), unknown, "the address itself is not stored")
+	}
+}
+
 // TestLoginThrottleHTTP: too many attempts from one client address get 429
 // with Retry-After, whichever replica they reach: the count is in
 // PostgreSQL. Another address is not affected; the addresses of one IPv6
@@ -286,23 +354,27 @@ func TestLoginThrottleHTTP(t *testing.T) {
 		})
 	}
 
-	// A burst of concurrent attempts from one address: each is counted in
-	// the transaction that records its outcome, so exactly the limit are
-	// answered and the others refused.
+	// A burst of concurrent attempts from one address: each is counted
+	// before it hashes, so exactly the limit are answered, the others
+	// refused, and the refused ones spend no hash.
 	t.Run("Burst", func(t *testing.T) {
 		const burst = 12
 		for try := 0; ; try++ {
+			probe := probeHashes(nil, replicas[0].svc, replicas[1].svc)
 			client := newClientAddr()
 			host, _, err := net.SplitHostPort(client)
 			require.NoError(t, err)
 			start := make(chan struct{})
 			results := make([]response, burst)
+			emails := make([]eventstore.QueryItem, burst)
 			var wg sync.WaitGroup
 			for i := range burst {
+				email := freshEmail()
+				emails[i] = emailQuery(EmailHash(email))
 				wg.Go(func() {
 					<-start
 					results[i] = replicas[i%2].roundTrip(request{method: "POST", path: "/login", client: client,
-						body: map[string]string{"email": freshEmail(), "password": goodPassword}})
+						body: map[string]string{"email": email, "password": goodPassword}})
 				})
 			}
 			close(start)
@@ -324,6 +396,10 @@ func TestLoginThrottleHTTP(t *testing.T) {
 				}
 			}
 			require.Equal(t, limit, answered, "exactly the limit is answered")
+			require.EqualValues(t, limit, probe.total.Load(), "one hash for each answered attempt, none for a refused one")
+			stored, err := replicas[0].svc.Store.Read(context.Background(), eventstore.Query{Items: emails}, eventstore.ReadOptions{})
+			require.NoError(t, err)
+			require.Len(t, stored, limit, "one recorded failure for each answered attempt: a client writes at most its limit")
 			return
 		}
 	})
@@ -340,7 +416,8 @@ func TestThrottleKey(t *testing.T) {
 
 // TestRehashOnLogin: a password hashed with other parameters than the
 // service's is re-hashed with the service's on the next successful login,
-// and the login still works afterwards.
+// and the login still works afterwards. A re-hash is no change of
+// password: the tokens issued before it still work.
 func TestRehashOnLogin(t *testing.T) {
 	t.Parallel()
 	cheap := newAPI(t)
@@ -348,6 +425,8 @@ func TestRehashOnLogin(t *testing.T) {
 	id := cheap.register(email, goodPassword)
 	stronger := HashParams{MemoryKiB: 2048, Iterations: 2, Parallelism: 1}
 	a := newAPIWith(t, apiOptions{config: Config{Hashing: stronger}})
+	earlier, _, err := a.svc.Tokens.Issue(id, time.Now().Add(-2*time.Second))
+	require.NoError(t, err)
 
 	require.Equal(t, http.StatusOK, a.login(email, goodPassword).status)
 	events := userEvents(t, a.svc.Store, id)
@@ -355,9 +434,12 @@ func TestRehashOnLogin(t *testing.T) {
 	require.IsType(t, UserLoggedIn{}, events[1])
 	changed := events[2].(UserPasswordChanged)
 	require.True(t, strings.HasPrefix(changed.PasswordHash, "$argon2id$v=19$m=2048,t=2,p=1$"), changed.PasswordHash)
+	require.True(t, changed.Rehash)
 	ok, stale := stronger.Verify(changed.PasswordHash, goodPassword)
 	require.True(t, ok)
 	require.False(t, stale)
+	res := a.send(request{method: "GET", path: "/users/me", token: earlier})
+	require.Equal(t, http.StatusOK, res.status, "a token from before the re-hash still works: %s", res.raw)
 
 	require.Equal(t, http.StatusOK, a.login(email, goodPassword).status, "the new hash works")
 	require.Equal(t, http.StatusUnauthorized, a.login(email, otherPassword).status)

@@ -3,6 +3,7 @@ package identity
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	_ "embed"
@@ -10,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
@@ -25,7 +28,8 @@ type HashParams struct {
 	Parallelism uint8  // default 1
 }
 
-// DefaultHashParams is the OWASP minimum for Argon2id.
+// DefaultHashParams is the OWASP minimum for Argon2id (19 MiB, 2
+// iterations, parallelism 1); the server refuses less in production.
 var DefaultHashParams = HashParams{MemoryKiB: 19 * 1024, Iterations: 2, Parallelism: 1}
 
 const (
@@ -33,9 +37,32 @@ const (
 	keyBytes  = 32
 )
 
+// Validate returns an error saying what is wrong when argon2 would not hash
+// with p as stated: it needs at least one iteration, one lane, and 8 KiB of
+// memory per lane. (Below 8 KiB per lane it silently uses more than asked,
+// so the PHC string would not tell how the hash was made; with no
+// iteration or lane it panics.) It is the one rule for the parameters that
+// Hash uses and parsePHC accepts, and for the server's configuration.
+func (p HashParams) Validate() error {
+	switch {
+	case p.Iterations < 1:
+		return errors.New("argon2 needs at least 1 iteration")
+	case p.Parallelism < 1:
+		return errors.New("argon2 needs a parallelism of at least 1")
+	case uint64(p.MemoryKiB) < 8*uint64(p.Parallelism):
+		return fmt.Errorf("argon2 needs at least 8 KiB of memory per lane: %d KiB for a parallelism of %d, got %d KiB",
+			8*uint32(p.Parallelism), p.Parallelism, p.MemoryKiB)
+	}
+	return nil
+}
+
 // Hash returns the PHC string of password under p:
-// $argon2id$v=19$m=19456,t=2,p=1$<salt>$<key>.
+// $argon2id$v=19$m=19456,t=2,p=1$<salt>$<key>. It refuses parameters that
+// Validate refuses: their hashes would never verify.
 func (p HashParams) Hash(password string) (string, error) {
+	if err := p.Validate(); err != nil {
+		return "", fmt.Errorf("identity: hash: %w", err)
+	}
 	salt := make([]byte, saltBytes)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("identity: salt: %w", err)
@@ -60,8 +87,7 @@ func (p HashParams) Verify(phc, password string) (ok, stale bool) {
 }
 
 // parsePHC parses $argon2id$v=19$m=…,t=…,p=…$<salt>$<key>, in exactly that
-// spelling, with parameters argon2 accepts (it panics on zero iterations or
-// parallelism, or on less than 8 KiB of memory per lane).
+// spelling, with parameters that Validate accepts.
 func parsePHC(phc string) (HashParams, []byte, []byte, error) {
 	parts := strings.Split(phc, "$")
 	var p HashParams
@@ -74,8 +100,7 @@ func parsePHC(phc string) (HashParams, []byte, []byte, error) {
 		return p, nil, nil, errors.New("unsupported argon2 version")
 	}
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Iterations, &p.Parallelism); err != nil ||
-		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", p.MemoryKiB, p.Iterations, p.Parallelism) ||
-		p.Iterations < 1 || p.Parallelism < 1 || p.MemoryKiB < 8*uint32(p.Parallelism) {
+		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", p.MemoryKiB, p.Iterations, p.Parallelism) || p.Validate() != nil {
 		return p, nil, nil, errors.New("malformed argon2 parameters")
 	}
 	// Decoding skips line breaks; re-encoding holds the one spelling.
@@ -99,6 +124,76 @@ func (p HashParams) dummyHash() string {
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.MemoryKiB, p.Iterations, p.Parallelism,
 		b64.EncodeToString(salt), b64.EncodeToString(key))
+}
+
+// ErrBusy is returned when a password hash waited longer than the
+// service's HashWait for a slot: the server is busy hashing other requests'
+// passwords. The handlers answer 503 server_busy with Retry-After.
+var ErrBusy = errors.New("identity: too many password hashes at once")
+
+// hasher computes and verifies the service's password hashes, at most
+// cap(slots) at a time. Each Argon2id hash holds MemoryKiB of memory while
+// it runs, so without a bound, concurrent requests (which need no account)
+// could make the server allocate without limit. Every hash a request pays
+// for goes through it: registration, the check of a login (the dummy hash
+// of an unknown email included), both hashes of a password change, and a
+// re-hash. It is safe for concurrent use.
+type hasher struct {
+	params HashParams
+	slots  chan struct{}
+	wait   time.Duration // longest wait for a slot before ErrBusy
+	// waiting counts the callers blocked waiting for a slot.
+	waiting atomic.Int64
+	// running, when set (by tests, before any use), is called inside the
+	// slot before each hash; the function it returns is called after it.
+	running func() (done func())
+}
+
+func newHasher(params HashParams, concurrency int, wait time.Duration) *hasher {
+	return &hasher{params: params, slots: make(chan struct{}, concurrency), wait: wait}
+}
+
+// do runs f in a slot. It gives up when ctx ends first (returning its
+// error) or when no slot frees up within h.wait (ErrBusy).
+func (h *hasher) do(ctx context.Context, f func()) error {
+	select {
+	case h.slots <- struct{}{}:
+	default:
+		h.waiting.Add(1)
+		timer := time.NewTimer(h.wait)
+		select {
+		case h.slots <- struct{}{}:
+		case <-ctx.Done():
+			h.waiting.Add(-1)
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+			h.waiting.Add(-1)
+			return ErrBusy
+		}
+		h.waiting.Add(-1)
+		timer.Stop()
+	}
+	defer func() { <-h.slots }()
+	if h.running != nil {
+		defer h.running()()
+	}
+	f()
+	return nil
+}
+
+// hash returns the PHC string of password under the service's parameters.
+func (h *hasher) hash(ctx context.Context, password string) (phc string, err error) {
+	if waitErr := h.do(ctx, func() { phc, err = h.params.Hash(password) }); waitErr != nil {
+		return "", waitErr
+	}
+	return phc, err
+}
+
+// verify is HashParams.Verify under the service's parameters, in a slot.
+func (h *hasher) verify(ctx context.Context, phc, password string) (ok, stale bool, err error) {
+	err = h.do(ctx, func() { ok, stale = h.params.Verify(phc, password) })
+	return ok, stale, err
 }
 
 // PasswordPolicy says which passwords are acceptable: long enough, not too

@@ -101,7 +101,7 @@ func (s *Service) registerHandler(c *gin.Context) {
 		httpapi.Error(c, http.StatusBadRequest, "weak_password", err.Error())
 		return
 	}
-	hash, err := s.Hashing.Hash(*req.Password)
+	hash, err := s.hasher.hash(c.Request.Context(), *req.Password)
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dcbkit/dcbkit/decide"
@@ -25,8 +25,15 @@ import (
 // Config is what the identity context is configured with.
 type Config struct {
 	Hashing HashParams
-	Policy  PasswordPolicy
-	Tokens  Tokens
+	// HashConcurrency bounds the password hashes computed at once (default
+	// GOMAXPROCS): each holds Hashing.MemoryKiB while it runs, so the
+	// hashes never hold more than HashConcurrency times that.
+	HashConcurrency int
+	// HashWait is how long a request waits for a hash slot before it is
+	// answered 503 server_busy (default 5 seconds).
+	HashWait time.Duration
+	Policy   PasswordPolicy
+	Tokens   Tokens
 	// AdminToken is the operator's bearer token; empty disables operator actions.
 	AdminToken string
 	// AttemptsPerMinute limits login attempts per client address (default
@@ -45,13 +52,15 @@ type Service struct {
 	Pool       *pgxpool.Pool
 	Logger     *slog.Logger
 	ReadModels httpapi.ReadModels
+	hasher     *hasher
 	dummy      string
 }
 
 // NewService returns the identity service. It computes the dummy hash that
 // unknown users are verified against, so it costs one hash. It panics on
-// wiring mistakes: no store or pool, or no token secret (anybody could sign
-// tokens).
+// wiring mistakes: no store or pool, no token secret (anybody could sign
+// tokens), or hash parameters that HashParams.Validate refuses (nobody
+// could log in).
 func NewService(cfg Config, store *eventstore.Store, pool *pgxpool.Pool, logger *slog.Logger, rm httpapi.ReadModels) *Service {
 	if store == nil || pool == nil {
 		panic("identity: NewService needs a store and a pool")
@@ -65,6 +74,15 @@ func NewService(cfg Config, store *eventstore.Store, pool *pgxpool.Pool, logger 
 	if cfg.Hashing == (HashParams{}) {
 		cfg.Hashing = DefaultHashParams
 	}
+	if err := cfg.Hashing.Validate(); err != nil {
+		panic("identity: NewService: hash parameters: " + err.Error())
+	}
+	if cfg.HashConcurrency <= 0 {
+		cfg.HashConcurrency = runtime.GOMAXPROCS(0)
+	}
+	if cfg.HashWait <= 0 {
+		cfg.HashWait = 5 * time.Second
+	}
 	if cfg.Policy.MinLength == 0 {
 		cfg.Policy.MinLength = 15
 	}
@@ -77,7 +95,8 @@ func NewService(cfg Config, store *eventstore.Store, pool *pgxpool.Pool, logger 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{Config: cfg, Store: store, Pool: pool, Logger: logger, ReadModels: rm, dummy: cfg.Hashing.dummyHash()}
+	return &Service{Config: cfg, Store: store, Pool: pool, Logger: logger, ReadModels: rm,
+		hasher: newHasher(cfg.Hashing, cfg.HashConcurrency, cfg.HashWait), dummy: cfg.Hashing.dummyHash()}
 }
 
 // now is the time of events and tokens, to the microsecond: the precision
@@ -107,6 +126,9 @@ func (s *Service) fail(c *gin.Context, err error) {
 		httpapi.Error(c, http.StatusConflict, "already_active", "the user is already active")
 	case errors.Is(err, decide.ErrConflict):
 		httpapi.Error(c, http.StatusConflict, "concurrency_conflict", "too many concurrent changes; try again")
+	case errors.Is(err, ErrBusy):
+		c.Header("Retry-After", "1")
+		httpapi.Error(c, http.StatusServiceUnavailable, "server_busy", "too many passwords are being checked at once; try again shortly")
 	default:
 		httpapi.StoreError(c, s.Logger, err)
 	}
@@ -136,23 +158,35 @@ func (s *Service) unauthorized(c *gin.Context) {
 }
 
 // authenticate returns the user of the request's token, checked against the
-// user's current state: a deactivated user's token no longer works.
+// user's current state; see authenticateToken.
 func (s *Service) authenticate(c *gin.Context) (uuid.UUID, bool) {
-	id, err := s.Tokens.Verify(bearer(c), s.now())
+	claims, ok := s.authenticateToken(c)
+	return claims.UserID, ok
+}
+
+// authenticateToken returns the claims of the request's token, checked
+// against the user's current state: a deactivated user's token no longer
+// works, nor does one issued before the user last changed their password,
+// but the token that made the change. Token times are whole seconds, so a
+// token issued in the second of the change, before it, still works.
+func (s *Service) authenticateToken(c *gin.Context) (TokenClaims, bool) {
+	claims, err := s.Tokens.VerifyClaims(bearer(c), s.now())
 	if err != nil {
 		s.unauthorized(c)
-		return uuid.Nil, false
+		return TokenClaims{}, false
 	}
-	u, _, err := s.readUser(c.Request.Context(), id)
+	u, _, err := s.readUser(c.Request.Context(), claims.UserID)
 	if err != nil {
 		s.fail(c, err)
-		return uuid.Nil, false
+		return TokenClaims{}, false
 	}
-	if !u.registered || !u.active {
+	revoked := claims.IssuedAt.Before(u.passwordChangedAt.Truncate(time.Second)) &&
+		(u.keptToken == "" || claims.ID != u.keptToken)
+	if !u.registered || !u.active || revoked {
 		s.unauthorized(c)
-		return uuid.Nil, false
+		return TokenClaims{}, false
 	}
-	return id, true
+	return claims, true
 }
 
 // readUser folds a user from their events.
@@ -215,23 +249,12 @@ func throttleKey(ip string) string {
 	return addr.String()
 }
 
-// queryRower is what the throttle needs: a pool or a transaction.
-type queryRower interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// The per-client throttle counts attempts per client key and minute of
-// PostgreSQL's clock, the one every replica shares; both statements also
-// return the seconds left in the minute.
-const (
-	// throttleSeenSQL reads the count so far, without counting.
-	throttleSeenSQL = `
-SELECT coalesce((SELECT attempts FROM login_throttle WHERE client = $1 AND window_start = date_trunc('minute', now())), 0),
-	extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now())::float8`
-	// throttleCountSQL counts an attempt. It also removes up to 100 windows
-	// over an hour old, skipping rows another attempt is removing, so that
-	// attempts never queue behind the clean-up.
-	throttleCountSQL = `
+// throttleSQL counts an attempt of a client key in the current minute of
+// PostgreSQL's clock, the one every replica shares, and returns the count
+// and the seconds left in the minute. It also removes up to 100 windows
+// over an hour old, skipping rows another attempt is removing, so that
+// attempts never queue behind the clean-up.
+const throttleSQL = `
 WITH gc AS (
 	DELETE FROM login_throttle WHERE ctid = ANY (ARRAY(
 		SELECT ctid FROM login_throttle WHERE window_start < now() - interval '1 hour'
@@ -239,23 +262,20 @@ WITH gc AS (
 INSERT INTO login_throttle (client, window_start, attempts) VALUES ($1, date_trunc('minute', now()), 1)
 ON CONFLICT (client, window_start) DO UPDATE SET attempts = login_throttle.attempts + 1
 RETURNING attempts, extract(epoch FROM window_start + interval '1 minute' - now())::float8`
-)
 
-// throttle returns how long the client (a throttleKey) must wait, 0 when it
-// may go on: with count, it counts this attempt and refuses it when it is
-// over the limit; without, it refuses when the limit is already reached.
-// The count lives in PostgreSQL, so the limit holds across replicas.
-func (s *Service) throttle(ctx context.Context, q queryRower, client string, count bool) (time.Duration, error) {
-	sql, limit := throttleSeenSQL, s.AttemptsPerMinute-1
-	if count {
-		sql, limit = throttleCountSQL, s.AttemptsPerMinute
-	}
+// throttle counts an attempt of the client (a throttleKey) and returns how
+// long it must wait when the attempt is over the limit, 0 when it may go
+// on. The attempt is counted, and committed, before it costs anything, so
+// of a burst of concurrent attempts exactly the limit go on: the increment
+// is atomic. A refused attempt counts too. The count lives in PostgreSQL,
+// so the limit holds across replicas.
+func (s *Service) throttle(ctx context.Context, client string) (time.Duration, error) {
 	var attempts int
 	var left float64
-	if err := q.QueryRow(ctx, sql, client).Scan(&attempts, &left); err != nil {
+	if err := s.Pool.QueryRow(ctx, throttleSQL, client).Scan(&attempts, &left); err != nil {
 		return 0, fmt.Errorf("identity: throttle: %w", err)
 	}
-	if attempts > limit {
+	if attempts > s.AttemptsPerMinute {
 		return max(time.Duration(left*float64(time.Second)), time.Second), nil
 	}
 	return 0, nil
@@ -264,9 +284,11 @@ func (s *Service) throttle(ctx context.Context, q queryRower, client string, cou
 // passwordCheck verifies one password against hashes, the dummy hash
 // standing in for "" (no user), and remembers the last answer: a decision
 // that lost a race and runs again does not pay for the same hash twice. It
-// is not safe for concurrent use; a request uses its own.
+// waits for a hash slot under the request's context. It is not safe for
+// concurrent use; a request uses its own.
 type passwordCheck struct {
-	hashing  HashParams
+	ctx      context.Context
+	hasher   *hasher
 	dummy    string
 	password string
 	// The last hash verified and what came of it.
@@ -274,18 +296,22 @@ type passwordCheck struct {
 	ok, stale bool
 }
 
-func (s *Service) passwordCheck(password string) *passwordCheck {
-	return &passwordCheck{hashing: s.Hashing, dummy: s.dummy, password: password}
+func (s *Service) passwordCheck(ctx context.Context, password string) *passwordCheck {
+	return &passwordCheck{ctx: ctx, hasher: s.hasher, dummy: s.dummy, password: password}
 }
 
-// verify reports whether the password matches phc ("" for the dummy).
-func (p *passwordCheck) verify(phc string) bool {
+// verify reports whether the password matches phc ("" for the dummy); an
+// error when no hash slot could be had (ErrBusy, or the context's error).
+func (p *passwordCheck) verify(phc string) (bool, error) {
 	if phc == "" {
 		phc = p.dummy
 	}
 	if p.phc != phc {
-		p.ok, p.stale = p.hashing.Verify(phc, p.password)
-		p.phc = phc
+		ok, stale, err := p.hasher.verify(p.ctx, phc, p.password)
+		if err != nil {
+			return false, err
+		}
+		p.ok, p.stale, p.phc = ok, stale, phc
 	}
-	return p.ok
+	return p.ok, nil
 }

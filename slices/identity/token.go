@@ -65,9 +65,24 @@ func (t Tokens) Issue(user uuid.UUID, now time.Time) (string, time.Time, error) 
 
 // Verify returns the user a token was issued to, or ErrInvalidToken.
 func (t Tokens) Verify(token string, now time.Time) (uuid.UUID, error) {
+	claims, err := t.VerifyClaims(token, now)
+	return claims.UserID, err
+}
+
+// TokenClaims are what a verified token says.
+type TokenClaims struct {
+	UserID uuid.UUID // sub
+	// IssuedAt is iat, in whole seconds (Issue truncates it); zero when
+	// the token has none.
+	IssuedAt time.Time
+	ID       string // jti
+}
+
+// VerifyClaims is Verify that returns the token's claims.
+func (t Tokens) VerifyClaims(token string, now time.Time) (TokenClaims, error) {
 	t = t.defaults()
 	if len(t.Secret) == 0 || token == "" {
-		return uuid.Nil, ErrInvalidToken
+		return TokenClaims{}, ErrInvalidToken
 	}
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return t.Secret, nil },
@@ -79,11 +94,15 @@ func (t Tokens) Verify(token string, now time.Time) (uuid.UUID, error) {
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
 	if err != nil {
-		return uuid.Nil, ErrInvalidToken
+		return TokenClaims{}, ErrInvalidToken
 	}
 	id, err := uuid.Parse(claims.Subject)
 	if err != nil || id.String() != claims.Subject {
-		return uuid.Nil, ErrInvalidToken
+		return TokenClaims{}, ErrInvalidToken
 	}
-	return id, nil
+	out := TokenClaims{UserID: id, ID: claims.ID}
+	if claims.IssuedAt != nil {
+		out.IssuedAt = claims.IssuedAt.Time
+	}
+	return out, nil
 }

@@ -98,6 +98,21 @@ func TestTokensAtUsersMe(t *testing.T) {
 	require.Equal(t, "invalid_token", res.code())
 }
 
+// TestTokenIssuedAt: VerifyClaims returns the token's iat, in whole
+// seconds, as Issue wrote it, and its jti.
+func TestTokenIssuedAt(t *testing.T) {
+	t.Parallel()
+	tokens := Tokens{Secret: testSecret}
+	id, at := newID(), time.Date(2026, 11, 25, 12, 0, 7, 900_000_000, time.UTC)
+	token, _, err := tokens.Issue(id, at)
+	require.NoError(t, err)
+	claims, err := tokens.VerifyClaims(token, at.Add(time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, id, claims.UserID)
+	require.True(t, claims.IssuedAt.Equal(at.Truncate(time.Second)), "%v", claims.IssuedAt)
+	require.NotEmpty(t, claims.ID)
+}
+
 func TestTokensRefuseAnEmptySecret(t *testing.T) {
 	t.Parallel()
 	_, _, err := Tokens{}.Issue(newID(), time.Now())
