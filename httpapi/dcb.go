@@ -21,9 +21,11 @@ import (
 //	GET  /dcb/read?query=<JSON>&options=<JSON>
 //	POST /dcb/append
 //
-// Event data is an opaque string, returned exactly as given. A failed append
-// condition is a normal answer (appendConditionFailed: true), not an error.
-// Malformed input is refused with 400 and nothing is written.
+// Event data is an opaque string, returned exactly as given, except for the
+// types the application declares in its registries: their data must decode
+// (see RegisterDCB). A failed append condition is a normal answer
+// (appendConditionFailed: true), not an error. Malformed input is refused
+// with 400 and nothing is written.
 
 type dcbQuery struct {
 	Items []dcbItem `json:"items"`
@@ -82,10 +84,17 @@ func (q dcbQuery) toQuery() eventstore.Query {
 	return eventstore.Query{Items: items}
 }
 
-// RegisterDCB adds the DCB HTTP API to r.
-func RegisterDCB(r gin.IRoutes, store *eventstore.Store, logger *slog.Logger) {
+// RegisterDCB adds the DCB HTTP API to r. registries are the application's
+// event types: an appended event whose type one of them declares must
+// decode through it as the application's listeners and decisions will
+// decode it (Registry.Decode, upcasters and tags included), or the whole
+// append is refused with 400 invalid_event_data and nothing is written.
+// Without that, one such event would stop every listener that reads its
+// type at its position for good: listeners never skip, and the log cannot
+// be corrected. Events of other types are stored as opaque data.
+func RegisterDCB(r gin.IRoutes, store *eventstore.Store, logger *slog.Logger, registries ...*eventstore.Registry) {
 	r.GET("/dcb/read", func(c *gin.Context) { dcbRead(c, store, logger) })
-	r.POST("/dcb/append", func(c *gin.Context) { dcbAppendHandler(c, store, logger) })
+	r.POST("/dcb/append", func(c *gin.Context) { dcbAppendHandler(c, store, logger, registries) })
 }
 
 func dcbRead(c *gin.Context, store *eventstore.Store, logger *slog.Logger) {
@@ -160,7 +169,7 @@ func toDCB(e eventstore.StoredEvent) dcbStoredEvent {
 		ID: e.ID.String(), RecordedAt: e.RecordedAt}
 }
 
-func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logger) {
+func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logger, registries []*eventstore.Registry) {
 	start := time.Now()
 	var req dcbAppend
 	if !Decode(c, &req) {
@@ -173,6 +182,11 @@ func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logg
 	events := make([]eventstore.Event, len(req.Events))
 	for i, e := range req.Events {
 		events[i] = eventstore.Event{Type: e.Type, Tags: e.Tags, Data: []byte(e.Data)}
+		if err := decodes(registries, events[i]); err != nil {
+			Error(c, http.StatusBadRequest, "invalid_event_data",
+				fmt.Sprintf("events[%d].data: not valid data of the application's event type %q: %v", i, e.Type, err))
+			return
+		}
 		if e.ID == "" {
 			continue
 		}
@@ -207,4 +221,16 @@ func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logg
 	}
 	out.DurationInMicroseconds = time.Since(start).Microseconds()
 	c.JSON(http.StatusOK, out)
+}
+
+// decodes returns the error of the first registry that declares e's type
+// and cannot decode e, or nil.
+func decodes(registries []*eventstore.Registry, e eventstore.Event) error {
+	for _, r := range registries {
+		_, err := r.Decode(eventstore.StoredEvent{Event: e})
+		if err != nil && !errors.Is(err, eventstore.ErrUnknownEventType) {
+			return err
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -32,10 +33,29 @@ type appendResult struct {
 	Position        int64    `json:"position"`
 }
 
+// enrolled is an event type of the application behind the DCB tests'
+// server: its data must decode. Its course is its tag, not in its JSON.
+type enrolled struct {
+	CourseID string `json:"-" tag:"course"`
+	Seats    int    `json:"seats"`
+}
+
+// appEvents is the application's registry. Its upcaster reads the old
+// document "v1" and cannot read "v0".
+var appEvents = eventstore.NewRegistry(eventstore.Type[enrolled]("Enrolled", eventstore.UpcastJSON(func(data []byte) ([]byte, error) {
+	switch string(data) {
+	case `"v1"`:
+		return []byte(`{"seats":1}`), nil
+	case `"v0"`:
+		return nil, errors.New("version 0 cannot be read")
+	}
+	return data, nil
+})))
+
 func dcbServer(t testing.TB) (http.Handler, *eventstore.Store) {
 	store := eventstoretest.NewStore(t, eventstore.Options{Limits: eventstore.Limits{MaxEventsPerAppend: 10, MaxTagsPerEvent: 4}})
 	e := httpapi.NewEngine(httpapi.Options{})
-	httpapi.RegisterDCB(e, store, nil)
+	httpapi.RegisterDCB(e, store, nil, appEvents)
 	return e, store
 }
 
@@ -203,4 +223,56 @@ func TestDCBRefusesMalformedInput(t *testing.T) {
 	headAfter, err := store.Head(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, headBefore, headAfter, "nothing was written")
+}
+
+// TestDCBRefusesUndecodableApplicationEvents: an event whose type the
+// application registered must decode through the registry (upcasters and
+// tags included), or the append is refused with 400 invalid_event_data
+// naming the event, its type and the decode error, and nothing of it is
+// written, not even its valid events. Data of other types stays opaque, and
+// an old shape its upcaster reads is accepted.
+func TestDCBRefusesUndecodableApplicationEvents(t *testing.T) {
+	t.Parallel()
+	h, store := dcbServer(t)
+	cases := []struct{ name, tags, data, msg string }{
+		{"NotJSON", `["course:c"]`, `not json`, "invalid character 'o' in literal null"},
+		{"Empty", `["course:c"]`, ``, "unexpected end of JSON input"},
+		{"WrongFieldType", `["course:c"]`, `{"seats":"many"}`, `cannot unmarshal string into Go struct field enrolled.seats of type int`},
+		{"NotAnObject", `["course:c"]`, `[1]`, "cannot unmarshal array"},
+		{"UpcasterRefuses", `["course:c"]`, `"v0"`, "upcast Enrolled: version 0 cannot be read"},
+		{"TagMissing", `["other:c"]`, `{"seats":2}`, "tag course: missing from the stored event"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			tag := "append:" + uuid.NewString()
+			status, _, b := dcbAppend(t, h, fmt.Sprintf(`{"events":[
+				{"type":"Enrolled","tags":["course:c",%q],"data":"{\"seats\":1}"},
+				{"type":"Opaque","tags":[%q],"data":"anything"},
+				{"type":"Enrolled","tags":%s,"data":%q}]}`, tag, tag, strings.Replace(c.tags, "[", fmt.Sprintf("[%q,", tag), 1), c.data))
+			require.Equal(t, 400, status, b.Message)
+			require.Equal(t, "invalid_event_data", b.Code)
+			require.Contains(t, b.Message, `events[2].data: not valid data of the application's event type "Enrolled": `)
+			require.Contains(t, b.Message, c.msg)
+			stored, err := store.Read(context.Background(), eventstore.Query{Items: []eventstore.QueryItem{{Tags: []string{tag}}}}, eventstore.ReadOptions{})
+			require.NoError(t, err)
+			require.Empty(t, stored, "nothing of a refused append is written")
+		})
+	}
+
+	t.Run("Accepted", func(t *testing.T) {
+		t.Parallel()
+		tag := "append:" + uuid.NewString()
+		status, res, b := dcbAppend(t, h, fmt.Sprintf(`{"events":[
+			{"type":"Enrolled","tags":["course:c",%q],"data":"{\"seats\":3}"},
+			{"type":"Enrolled","tags":["course:c",%q],"data":"\"v1\""},
+			{"type":"Unregistered","tags":[%q],"data":"not json"}]}`, tag, tag, tag))
+		require.Equal(t, 200, status, b.Message)
+		require.False(t, *res.ConditionFailed)
+		status, events, _ := dcbRead(t, h, fmt.Sprintf(`{"items":[{"tags":[%q]}]}`, tag), "")
+		require.Equal(t, 200, status)
+		require.Len(t, events, 3)
+		require.Equal(t, []string{`{"seats":3}`, `"v1"`, "not json"}, []string{events[0].Data, events[1].Data, events[2].Data},
+			"data is stored exactly as given")
+	})
 }

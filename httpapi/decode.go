@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -75,9 +77,9 @@ func describe(err error) error {
 		return fmt.Errorf("malformed JSON at byte %d", syntax.Offset)
 	case errors.As(err, &typ):
 		if typ.Field != "" {
-			return fmt.Errorf("field %q: expected %s, got JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+			return fmt.Errorf("field %q: expected %s, got JSON %s", typ.Field, expected(typ), typ.Value)
 		}
-		return fmt.Errorf("expected %s, got JSON %s", jsonKind(typ.Type.Kind().String()), typ.Value)
+		return fmt.Errorf("expected %s, got JSON %s", expected(typ), typ.Value)
 	// encoding/json has no error type for an unknown field (DisallowUnknownFields);
 	// its message is the only way to tell, and TestMiddleware pins it.
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -86,18 +88,37 @@ func describe(err error) error {
 	return err
 }
 
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
+// expected says what JSON a Go type takes. A JSON number refused by a
+// number type did not fit it, so the answer then says what fits: "expected
+// a number, got JSON number 1.5" would contradict itself.
+func expected(typ *json.UnmarshalTypeError) string {
+	t := typ.Type
+	gotNumber := strings.HasPrefix(typ.Value, "number")
+	switch t.Kind() {
+	case reflect.String:
 		return "a string"
-	case "struct", "map":
+	case reflect.Struct, reflect.Map:
 		return "an object"
-	case "slice", "array":
+	case reflect.Slice, reflect.Array:
 		return "an array"
-	case "bool":
+	case reflect.Bool:
 		return "a boolean"
-	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64", "float32", "float64":
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if gotNumber {
+			shift := 64 - t.Bits()
+			return fmt.Sprintf("a number that is an integer from %d to %d", int64(math.MinInt64)>>shift, int64(math.MaxInt64)>>shift)
+		}
+		return "a number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if gotNumber {
+			return fmt.Sprintf("a number that is an integer from 0 to %d", uint64(math.MaxUint64)>>(64-t.Bits()))
+		}
+		return "a number"
+	case reflect.Float32, reflect.Float64:
+		if gotNumber {
+			return fmt.Sprintf("a number within the range of a %d-bit float", t.Bits())
+		}
 		return "a number"
 	}
-	return goKind
+	return t.Kind().String()
 }

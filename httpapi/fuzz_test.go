@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,12 +14,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dcbkit/dcbkit/eventstore"
 )
 
 // FuzzDCBAppend feeds arbitrary bodies to POST /dcb/append: the answer is 200
 // with a result, or a 4xx with the error envelope, never a 5xx; a refused
 // body writes nothing; an accepted one wrote its events exactly as given
-// (types, tags, data), which read back the same.
+// (types, tags, data), which read back the same, and those of the
+// application's types decode.
 func FuzzDCBAppend(f *testing.F) {
 	for _, seed := range []string{
 		`{"events":[{"type":"A","tags":["t"],"data":"d"}]}`,
@@ -26,6 +30,8 @@ func FuzzDCBAppend(f *testing.F) {
 		`{"events":[]}`, `{"events":[{"type":""}]}`, `{}`, `[]`, `null`, `{"events":[{"type":"A","tags":[""]}]}`,
 		`{"events":[{"type":"\u0000"}]}`, `{"events":[{"type":"A","data":{"x":1}}]}`, `{"events":[{"type":"A"}],"condition":{"after":-1}}`,
 		`{"events":[{"type":"A","tags":["b","a","a"],"data":"\u0000'; DROP TABLE events; --"},{"type":"\u202e😀"}]}`,
+		`{"events":[{"type":"Enrolled","tags":["course:c"],"data":"{\"seats\":2}"}]}`, `{"events":[{"type":"Enrolled","tags":["course:c"],"data":"\"v1\""}]}`,
+		`{"events":[{"type":"A","data":"x"},{"type":"Enrolled","tags":["course:c"],"data":"not json"}]}`,
 	} {
 		f.Add(seed)
 	}
@@ -68,6 +74,9 @@ func FuzzDCBAppend(f *testing.F) {
 			require.Equal(t, e.Type, stored[i].Type)
 			require.Equal(t, distinct(e.Tags), stored[i].Tags, "tags keep their order, without duplicates")
 			require.Equal(t, e.Data, stored[i].Data)
+			if _, err := appEvents.Decode(eventstore.StoredEvent{Event: eventstore.Event{Type: e.Type, Tags: stored[i].Tags, Data: []byte(e.Data)}}); !errors.Is(err, eventstore.ErrUnknownEventType) {
+				require.NoError(t, err, "an accepted event of an application type decodes")
+			}
 		}
 	})
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/dcbkit/dcbkit/kafkabridge"
 	"github.com/dcbkit/dcbkit/listeners"
 	"github.com/dcbkit/dcbkit/migrations"
+	"github.com/dcbkit/dcbkit/slices/cart"
+	"github.com/dcbkit/dcbkit/slices/identity"
 	"github.com/dcbkit/dcbkit/workqueue"
 )
 
@@ -80,7 +82,7 @@ func newAdmin(ctx context.Context, d adminDeps) (http.Handler, error) {
 			pprof.Handler(name).ServeHTTP(w, r)
 		}
 	}))
-	httpapi.RegisterDCB(e, d.store, d.logger)
+	httpapi.RegisterDCB(e, d.store, d.logger, cart.Events, identity.Events)
 	return e, nil
 }
 

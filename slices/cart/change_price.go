@@ -79,12 +79,21 @@ func (s *Service) TranslatePriceChange(ctx context.Context, tx pgx.Tx, rec kafka
 		return reject(errors.New("product_uuid: required"))
 	case msg.OldPrice == nil || msg.NewPrice == nil:
 		return reject(errors.New("old_price and new_price: required"))
-	case msg.OldPrice.IsNegative() || msg.NewPrice.IsNegative():
+	}
+	oldPrice, err := msg.OldPrice.Amount()
+	if err != nil {
+		return reject(fmt.Errorf("old_price: %w", err))
+	}
+	newPrice, err := msg.NewPrice.Amount()
+	if err != nil {
+		return reject(fmt.Errorf("new_price: %w", err))
+	}
+	if oldPrice.IsNegative() || newPrice.IsNegative() {
 		return reject(errors.New("prices must not be negative"))
 	}
 	id, err := parseID(*msg.ProductUUID)
 	if err != nil {
 		return reject(fmt.Errorf("product_uuid: %w", err))
 	}
-	return s.appendTranslated(ctx, tx, rec, PriceChanged{ProductID: id, OldPrice: msg.OldPrice.Decimal, NewPrice: msg.NewPrice.Decimal})
+	return s.appendTranslated(ctx, tx, rec, PriceChanged{ProductID: id, OldPrice: oldPrice, NewPrice: newPrice})
 }

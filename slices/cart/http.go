@@ -21,36 +21,70 @@ import (
 // What the handlers share: reading ids, money and text from requests, and
 // answering with the cart's error codes.
 
-// Money is a decimal amount in a request, accepted as a JSON number or a
-// string, never through a float.
-type Money struct{ decimal.Decimal }
+// Money is a decimal amount in a request body or a Kafka message, accepted
+// as a JSON number or a string holding one, never through a float.
+// Decoding keeps the JSON value as sent and Amount reads it: an error
+// returned by UnmarshalJSON would reach the client without the field's
+// name, which encoding/json does not add to it.
+type Money struct{ raw json.RawMessage }
 
+// UnmarshalJSON keeps the value for Amount. It never fails.
 func (m *Money) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if bytes.Equal(b, []byte("null")) {
-		return errors.New("must not be null")
-	}
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
+	m.raw = bytes.Clone(b)
+	return nil
+}
+
+// Amount returns the amount, or an error saying what was expected and what
+// came instead, for the caller to prefix with the field's name.
+func (m Money) Amount() (decimal.Decimal, error) { return parseMoney(m.raw) }
+
+// maxMoneyChars bounds the text parsed, so that reading an amount costs
+// little whatever a body holds.
+const maxMoneyChars = 40
+
+const moneyExpected = "expected a JSON number or a string holding one, such as 12.34 or \"12.34\""
+
+func parseMoney(raw []byte) (decimal.Decimal, error) {
+	b := bytes.TrimSpace(raw)
+	text, kind := string(b), "number"
+	switch {
+	case len(b) == 0 || strings.IndexByte("tfn{[", b[0]) >= 0:
+		return decimal.Zero, fmt.Errorf("not a decimal number: %s, got JSON %s", moneyExpected, jsonKind(b))
+	case b[0] == '"':
+		kind = "string"
+		if err := json.Unmarshal(b, &text); err != nil {
+			return decimal.Zero, fmt.Errorf("not a decimal number: %s, got malformed JSON", moneyExpected)
 		}
-		b = []byte(s)
 	}
-	if len(b) > 40 {
-		return errors.New("too many digits")
+	if n := utf8.RuneCountInString(text); n > maxMoneyChars {
+		return decimal.Zero, fmt.Errorf("too many digits: expected a decimal number of at most %d characters, got a JSON %s of %d", maxMoneyChars, kind, n)
 	}
-	d, err := decimal.NewFromString(string(b))
+	d, err := decimal.NewFromString(text)
 	switch {
 	case err != nil:
-		return errors.New("not a decimal number")
+		return decimal.Zero, fmt.Errorf("not a decimal number: %s, got JSON %s %s", moneyExpected, kind, b)
 	case d.Exponent() < -8:
-		return errors.New("at most 8 decimal places")
+		return decimal.Zero, fmt.Errorf("expected an amount with at most 8 decimal places, got JSON %s %s with %d", kind, b, -d.Exponent())
 	case d.Abs().GreaterThanOrEqual(maxMoney):
-		return errors.New("out of range")
+		return decimal.Zero, fmt.Errorf("out of range: expected an amount below %s in absolute value, got JSON %s %s", maxMoney, kind, b)
 	}
-	m.Decimal = d
-	return nil
+	return d, nil
+}
+
+// jsonKind names a JSON value that is neither a number nor a string, as
+// encoding/json does in its errors.
+func jsonKind(b []byte) string {
+	switch {
+	case len(b) == 0:
+		return "nothing"
+	case b[0] == 'n':
+		return "null"
+	case b[0] == '{':
+		return "object"
+	case b[0] == '[':
+		return "array"
+	}
+	return "bool"
 }
 
 var maxMoney = decimal.New(1, 15)
@@ -120,15 +154,20 @@ func text(c *gin.Context, name string, raw *string, max int) (string, bool) {
 
 // price reads a required, non-negative amount.
 func price(c *gin.Context, name string, m *Money) (decimal.Decimal, bool) {
-	switch {
-	case m == nil:
+	if m == nil {
 		httpapi.Error(c, http.StatusBadRequest, "invalid_request", name+": required")
 		return decimal.Zero, false
-	case m.IsNegative():
+	}
+	d, err := m.Amount()
+	switch {
+	case err != nil:
+		httpapi.Error(c, http.StatusBadRequest, "invalid_request", fmt.Sprintf("%s: %v", name, err))
+		return decimal.Zero, false
+	case d.IsNegative():
 		httpapi.Error(c, http.StatusBadRequest, "invalid_request", name+": must not be negative")
 		return decimal.Zero, false
 	}
-	return m.Decimal, true
+	return d, true
 }
 
 // fail answers for an error of a decision: the rule that refused, or what

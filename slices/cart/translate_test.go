@@ -64,18 +64,21 @@ func TestTranslators(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "2", v.(PriceChanged).NewPrice.String())
 
-	for _, bad := range []struct{ topic, value string }{
-		{"inventories", `not json`},
-		{"inventories", `{"product_uuid":"` + p.String() + `"}`},
-		{"inventories", `{"product_uuid":"` + p.String() + `","inventory":-1}`},
-		{"inventories", `{"product_uuid":"` + p.String() + `","inventory":1.5}`},
-		{"inventories", `{"product_uuid":"0b8e5f2a-3c1d-4e5f-8a9b-0c1d2e3f4a5b","inventory":1}`},
-		{"inventories", "{\"product_uuid\":\"\xff\",\"inventory\":1}"},
-		{"price-changes", `{"product_uuid":"` + p.String() + `","old_price":"1","new_price":"-1"}`},
-		{"price-changes", `{"product_uuid":"` + p.String() + `","new_price":"1"}`},
-		{"price-changes", `[]`},
+	for _, bad := range []struct{ topic, value, reason string }{
+		{"inventories", `not json`, "malformed JSON"},
+		{"inventories", `{"product_uuid":"` + p.String() + `"}`, "inventory: required"},
+		{"inventories", `{"product_uuid":"` + p.String() + `","inventory":-1}`, "inventory: must be between"},
+		{"inventories", `{"product_uuid":"` + p.String() + `","inventory":1.5}`, "inventory"},
+		{"inventories", `{"product_uuid":"0b8e5f2a-3c1d-4e5f-8a9b-0c1d2e3f4a5b","inventory":1}`, "product_uuid: version 7 UUID required"},
+		{"inventories", "{\"product_uuid\":\"\xff\",\"inventory\":1}", "not valid UTF-8"},
+		{"price-changes", `{"product_uuid":"` + p.String() + `","old_price":"1","new_price":"-1"}`, "prices must not be negative"},
+		{"price-changes", `{"product_uuid":"` + p.String() + `","new_price":"1"}`, "old_price and new_price: required"},
+		{"price-changes", `{"product_uuid":"` + p.String() + `","old_price":"abc","new_price":"1"}`, `old_price: not a decimal number`},
+		{"price-changes", `{"product_uuid":"` + p.String() + `","old_price":"1","new_price":true}`, `new_price: not a decimal number`},
+		{"price-changes", `[]`, "malformed JSON"},
 	} {
 		_, err := translate(bad.topic, bad.value)
 		require.ErrorIs(t, err, kafkabridge.ErrReject, bad.value)
+		require.ErrorContains(t, err, bad.reason, bad.value)
 	}
 }
