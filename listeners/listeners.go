@@ -311,7 +311,8 @@ type Status struct {
 	Holder     string
 	LeaseUntil time.Time
 	// LastError is the error of the latest failed batch, cleared by the next
-	// successful one; LastErrorAt is when it happened.
+	// successful one; LastErrorAt is when it happened. Its text is stored
+	// without NUL bytes, as valid UTF-8, and cut at about 2000 bytes.
 	LastError   string
 	LastErrorAt time.Time
 	// Running is whether this Runtime holds the lease and runs the listener.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -335,6 +336,41 @@ func TestHandlerErrorStopsAndRetries(t *testing.T) {
 	st = status(t, replica, "failing")
 	require.Empty(t, st.LastError, "cleared by the successful batch")
 	require.True(t, st.LastErrorAt.IsZero())
+}
+
+// TestErrorTextIsAlwaysRecorded: an error whose text PostgreSQL cannot store
+// as it is (a NUL byte, invalid UTF-8), short or long, is still recorded as
+// the last error, cleaned, so that a failing listener never looks healthy.
+func TestErrorTextIsAlwaysRecorded(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, text, want string }{
+		{"NUL", "bad\x00byte", "badbyte"},
+		{"InvalidUTF8", "bad\xffbyte", "bad\uFFFDbyte"},
+		{"LongWithNULAndInvalidUTF8", "\x00\xff" + strings.Repeat("é", 1500), "\uFFFD" + strings.Repeat("é", 900)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			b := fresh("b")
+			q := tagQuery(b)
+			e.append(t, ev("E", b))
+			var failures atomic.Int64
+			rt, _ := e.start(t, options(t, "r"), listeners.Listener{Name: "dirty", Query: q,
+				Handle: func(context.Context, pgx.Tx, []eventstore.StoredEvent) error {
+					failures.Add(1)
+					return errors.New(tc.text)
+				}})
+			waitUntil(t, "the error is recorded", func() bool {
+				return failures.Load() >= 2 && status(t, rt, "dirty").LastError != ""
+			})
+			st := status(t, rt, "dirty")
+			require.Contains(t, st.LastError, tc.want)
+			require.NotContains(t, st.LastError, "\x00")
+			require.True(t, utf8.ValidString(st.LastError))
+			require.LessOrEqual(t, len(st.LastError), 2000+len("…"))
+			require.False(t, st.LastErrorAt.IsZero())
+		})
+	}
 }
 
 // TestHandlerPanicIsAFailedBatch: a panicking handler stops its listener at

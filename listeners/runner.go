@@ -362,12 +362,20 @@ func (rn *runner) handle(ctx context.Context, tx pgx.Tx, events []eventstore.Sto
 
 // recordError stores err as the listener's last error, if we still hold it.
 func (rn *runner) recordError(ctx context.Context, err error) error {
-	msg := err.Error()
+	_, rerr := rn.rt.pool.Exec(ctx, recordErrorSQL, rn.l.Name, rn.rt.opts.Holder, errorText(err.Error()))
+	return rerr
+}
+
+// errorText makes msg storable as PostgreSQL text, whatever a handler put in
+// it: without NUL bytes, valid UTF-8 (invalid bytes become U+FFFD), and at
+// most maxErrorBytes plus an ellipsis, cut at a character boundary. An error
+// text that failed to store would leave a failing listener looking healthy.
+func errorText(msg string) string {
+	msg = strings.ToValidUTF8(strings.ReplaceAll(msg, "\x00", ""), "\uFFFD")
 	if len(msg) > maxErrorBytes {
 		msg = strings.ToValidUTF8(msg[:maxErrorBytes], "") + "…"
 	}
-	_, rerr := rn.rt.pool.Exec(ctx, recordErrorSQL, rn.l.Name, rn.rt.opts.Holder, msg)
-	return rerr
+	return msg
 }
 
 // release ends our lease at once, so that a standby takes over without
