@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
 )
@@ -181,4 +183,88 @@ func TestResetReadModelRefusesUnknownName(t *testing.T) {
 	require.ErrorContains(t, err, `--reset-read-model`)
 	require.ErrorContains(t, err, "nope")
 	require.ErrorContains(t, err, "cart_items")
+}
+
+// TestOperatorAPIShowsFailingKafkaMessage: a Kafka message that keeps
+// failing (here the rejected_messages table refuses its row) shows on the
+// operator port with its topic, partition, offset and error: in /readyz,
+// degraded but ready, and as dcbkit_kafka_consumer_failing 1; once the fault
+// clears, the message is stored and both are back to normal.
+func TestOperatorAPIShowsFailingKafkaMessage(t *testing.T) {
+	t.Parallel()
+	dbURL := eventstoretest.DatabaseURL(t)
+	s := startServer(t, map[string]string{"DATABASE_URL": dbURL})
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(context.Background(), `ALTER TABLE rejected_messages ADD CONSTRAINT refuses_all CHECK (false) NOT VALID`)
+	require.NoError(t, err)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(embeddedBroker(t, s)), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, cl.ProduceSync(ctx, &kgo.Record{Topic: "inventories", Partition: 1, Value: []byte("not json")}).FirstErr())
+
+	var ready struct {
+		Status  string            `json:"status"`
+		Checks  map[string]string `json:"checks"`
+		Failing []struct {
+			Topic     string `json:"topic"`
+			Partition int32  `json:"partition"`
+			Offset    int64  `json:"offset"`
+			Attempts  int    `json:"attempts"`
+			Error     string `json:"error"`
+		} `json:"kafka_failing"`
+	}
+	eventually(t, "the failing message in /readyz", func() bool {
+		status, body := call(t, "GET", s.adminURL+"/readyz", "", "")
+		require.Equal(t, 200, status, body)
+		require.NoError(t, json.Unmarshal([]byte(body), &ready))
+		return len(ready.Failing) > 0
+	})
+	require.Equal(t, "ready", ready.Status)
+	require.Contains(t, ready.Checks["kafka"], "degraded: a message keeps failing")
+	require.Len(t, ready.Failing, 1)
+	f := ready.Failing[0]
+	require.Equal(t, "inventories", f.Topic)
+	require.Equal(t, int32(1), f.Partition)
+	require.Equal(t, int64(0), f.Offset)
+	require.GreaterOrEqual(t, f.Attempts, 1)
+	require.Contains(t, f.Error, "refuses_all")
+	_, body := call(t, "GET", s.adminURL+"/metrics", "", "")
+	require.Contains(t, body, `dcbkit_kafka_consumer_failing{partition="1",topic="inventories"} 1`)
+	require.Contains(t, body, `dcbkit_kafka_consumer_failing{partition="0",topic="inventories"} 0`)
+
+	_, err = pool.Exec(context.Background(), `ALTER TABLE rejected_messages DROP CONSTRAINT refuses_all`)
+	require.NoError(t, err)
+	eventually(t, "readiness back to ok", func() bool {
+		_, body := call(t, "GET", s.adminURL+"/readyz", "", "")
+		return body == `{"checks":{"kafka":"ok","migrations":"ok","postgres":"ok"},"status":"ready"}`
+	})
+	_, body = call(t, "GET", s.adminURL+"/metrics", "", "")
+	require.Contains(t, body, `dcbkit_kafka_consumer_failing{partition="1",topic="inventories"} 0`)
+	var rejected int
+	require.NoError(t, pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM rejected_messages WHERE topic = 'inventories' AND partition = 1 AND "offset" = 0`).Scan(&rejected))
+	require.Equal(t, 1, rejected)
+}
+
+// embeddedBroker returns the address of the server's embedded Kafka broker,
+// from its log.
+func embeddedBroker(t *testing.T, s *server) string {
+	t.Helper()
+	var addr string
+	eventually(t, "the embedded broker's log line", func() bool {
+		for line := range strings.SplitSeq(s.logs.String(), "\n") {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, "embedded development Kafka broker started") {
+				addr = l.Addr
+				return true
+			}
+		}
+		return false
+	})
+	return addr
 }
