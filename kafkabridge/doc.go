@@ -55,7 +55,8 @@
 // continues after the offset PostgreSQL recorded. Producer.Produce returns
 // an error when its context is done or after ProducerOptions.Timeout, so
 // that the caller (a River job) retries later; the abandoned transaction is
-// aborted.
+// aborted. Producer.Status reports the last Produce's error (out of reach,
+// fenced) until one succeeds, for readiness.
 //
 // # The embedded broker
 //

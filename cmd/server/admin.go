@@ -34,6 +34,7 @@ type adminDeps struct {
 	listeners *listeners.Runtime
 	jobs      *workqueue.Queue
 	consumer  *kafkabridge.Consumer
+	producer  *kafkabridge.Producer // nil: readiness does not report publication
 }
 
 // newAdmin builds the operator API: health, readiness, metrics, listener
@@ -110,10 +111,11 @@ func requireToken(token string) gin.HandlerFunc {
 }
 
 // readiness answers 200 when PostgreSQL answers and the schema is current;
-// Kafka's state is reported, and a broker away or a message that keeps
+// Kafka's state is reported, and a broker away, a message that keeps
 // failing (listed under kafka_failing with its topic, partition, offset,
-// attempts and error) degrades but does not fail readiness: everything but
-// the Kafka bridge still works.
+// attempts and error) or a failed last publication (the producer out of
+// reach or fenced) degrades but does not fail readiness: everything but the
+// Kafka bridge still works.
 func readiness(d adminDeps) gin.HandlerFunc {
 	var migrated atomic.Bool
 	return func(c *gin.Context) {
@@ -135,11 +137,10 @@ func readiness(d adminDeps) gin.HandlerFunc {
 				checks["migrations"], ready = "pending", false
 			}
 		}
+		var kafka []string // what is wrong
 		st, err := d.consumer.Status(ctx)
 		if err != nil || !st.Connected {
-			checks["kafka"] = "degraded: broker unreachable; consumption and publication retry"
-		} else {
-			checks["kafka"] = "ok"
+			kafka = append(kafka, "broker unreachable; consumption and publication retry")
 		}
 		var failing []gin.H
 		for _, p := range st.Partitions {
@@ -148,8 +149,17 @@ func readiness(d adminDeps) gin.HandlerFunc {
 					"attempts": f.Attempts, "error": f.Err.Error()})
 			}
 		}
-		if len(failing) > 0 && checks["kafka"] == "ok" {
-			checks["kafka"] = "degraded: a message keeps failing and is retried; its partition waits (see kafka_failing)"
+		if len(failing) > 0 {
+			kafka = append(kafka, "a message keeps failing and is retried; its partition waits (see kafka_failing)")
+		}
+		if d.producer != nil {
+			if err := d.producer.Status().LastError; err != nil {
+				kafka = append(kafka, "the last publication failed and is retried: "+err.Error())
+			}
+		}
+		checks["kafka"] = "ok"
+		if len(kafka) > 0 {
+			checks["kafka"] = "degraded: " + strings.Join(kafka, "; ")
 		}
 		status, code := "ready", http.StatusOK
 		if !ready {

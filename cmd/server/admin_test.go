@@ -4,17 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
+	"github.com/dcbkit/dcbkit/httpapi"
+	"github.com/dcbkit/dcbkit/kafkabridge"
 )
 
 // call does a request and returns status and body.
@@ -267,4 +272,61 @@ func embeddedBroker(t *testing.T, s *server) string {
 		return false
 	})
 	return addr
+}
+
+// TestReadinessReportsTheProducer: a producer whose last publication failed
+// (here: fenced by another producer with its transactional id) makes
+// /readyz report Kafka degraded, though the consumer is connected; the next
+// successful publication makes it ok again.
+func TestReadinessReportsTheProducer(t *testing.T) {
+	t.Parallel()
+	broker, err := kafkabridge.StartEmbedded(kafkabridge.EmbeddedOptions{
+		Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Topics: []kafkabridge.Topic{{Name: "published-carts", Partitions: 1}},
+	})
+	require.NoError(t, err)
+	t.Cleanup(broker.Close)
+	pool := eventstoretest.NewPool(t)
+	consumer, err := kafkabridge.NewConsumer(pool, kafkabridge.ConsumerOptions{
+		Brokers: broker.Addrs(), Group: "cart", Logger: slog.New(slog.DiscardHandler),
+		Translators: map[string]kafkabridge.Translator{"published-carts": func(context.Context, pgx.Tx, kafkabridge.Record) error { return nil }},
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- consumer.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	newProducer := func() *kafkabridge.Producer {
+		p, err := kafkabridge.NewProducer(kafkabridge.ProducerOptions{
+			Brokers: broker.Addrs(), TransactionalID: "replica-1", Logger: slog.New(slog.DiscardHandler), Timeout: 10 * time.Second,
+		})
+		require.NoError(t, err)
+		t.Cleanup(p.Close)
+		return p
+	}
+	producer := newProducer()
+	e := httpapi.NewEngine(httpapi.Options{Logger: slog.New(slog.DiscardHandler)})
+	e.GET("/readyz", readiness(adminDeps{pool: pool, consumer: consumer, producer: producer}))
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	kafka := func() string {
+		status, body := call(t, "GET", srv.URL+"/readyz", "", "")
+		require.Equal(t, 200, status, body)
+		var ready struct{ Checks map[string]string }
+		require.NoError(t, json.Unmarshal([]byte(body), &ready))
+		return ready.Checks["kafka"]
+	}
+	rec := kafkabridge.Record{Topic: "published-carts", Key: []byte("cart"), Value: []byte(`{}`)}
+
+	require.NoError(t, producer.Produce(ctx, rec))
+	eventually(t, "kafka ok", func() bool { return kafka() == "ok" })
+
+	require.NoError(t, newProducer().Produce(ctx, rec), "fences the first producer")
+	require.Error(t, producer.Produce(ctx, rec))
+	require.Contains(t, kafka(), "degraded: the last publication failed and is retried: ")
+
+	require.NoError(t, producer.Produce(ctx, rec))
+	require.Equal(t, "ok", kafka())
 }
