@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,9 +35,10 @@ type Record struct {
 // Return an error wrapping ErrReject for a message that can never be
 // processed (undecodable, invalid): its effects are rolled back, it is
 // stored in rejected_messages with its raw bytes and the error's text as the
-// reason, its offset is recorded, and consumption goes on. Any other error
-// rolls the transaction back and the same message is tried again after a
-// backoff; its partition does not advance past it.
+// reason (cleaned of NULs and invalid UTF-8, and bounded), its offset is
+// recorded, and consumption goes on. Any other error rolls the transaction
+// back and the same message is tried again after a backoff, while the
+// consumer owns its partition; its partition does not advance past it.
 type Translator func(ctx context.Context, tx pgx.Tx, rec Record) error
 
 // ErrReject marks a message that can never be processed; see Translator.
@@ -73,6 +75,16 @@ type Consumer struct {
 
 	mu       sync.Mutex
 	failures map[topicPartition]failure // partitions stuck on a message
+	// owned holds, while Run runs, a context per partition the group
+	// assigned to this consumer, cancelled when it is revoked or lost, so
+	// that a message being retried lets go of a partition it no longer owns.
+	owned map[topicPartition]ownership
+}
+
+// ownership is a partition assigned to the consumer.
+type ownership struct {
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 type topicPartition struct {
@@ -122,6 +134,7 @@ func NewConsumer(pool *pgxpool.Pool, opts ConsumerOptions) (*Consumer, error) {
 		opts:     opts,
 		health:   newHealth(opts.Logger, "consumer"),
 		failures: make(map[topicPartition]failure),
+		owned:    make(map[topicPartition]ownership),
 	}
 	for topic := range opts.Translators {
 		c.topics = append(c.topics, topic)
@@ -157,6 +170,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// Where PostgreSQL knows nothing of a partition, all of it.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AdjustFetchOffsetsFn(c.seekToStored),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			c.own(ctx, assigned)
+		}),
+		kgo.OnPartitionsRevoked(c.disown),
+		kgo.OnPartitionsLost(c.disown),
 		kgo.WithHooks(c.health),
 	)
 	if err != nil {
@@ -167,6 +185,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.client.Store(nil)
 		c.mu.Lock()
 		clear(c.failures) // Status reports them while Run runs
+		for _, o := range c.owned {
+			o.cancel()
+		}
+		clear(c.owned)
 		c.mu.Unlock()
 		// A bounded leave: with the broker away, Close would wait for it.
 		leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -193,7 +215,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		// Partitions are independent: each is processed in order in
-		// its own goroutine, and the next poll waits for all of them.
+		// its own goroutine, and the next poll waits for all of them, or
+		// for those whose partitions were revoked meanwhile to let go.
 		done := make([]*kgo.Record, len(parts))
 		var wg sync.WaitGroup
 		for i, recs := range parts {
@@ -287,9 +310,15 @@ func (c *Consumer) storedOffsets(ctx context.Context) (map[topicPartition]int64,
 }
 
 // processPartition handles the records of one partition in order, each
-// until it is done, and returns the last one done (nil if none): only ctx
-// stops it early.
+// until it is done, and returns the last one done (nil if none). Only ctx
+// ending or the partition being revoked or lost stops it early: the
+// partition's next owner (perhaps this consumer again) starts after the
+// offset PostgreSQL recorded.
 func (c *Consumer) processPartition(ctx context.Context, recs []*kgo.Record) *kgo.Record {
+	ctx, ok := c.ownedCtx(topicPartition{recs[0].Topic, recs[0].Partition})
+	if !ok {
+		return nil // revoked since the poll
+	}
 	var last *kgo.Record
 	for _, r := range recs {
 		if err := c.handleWithRetry(ctx, r); err != nil {
@@ -300,9 +329,54 @@ func (c *Consumer) processPartition(ctx context.Context, recs []*kgo.Record) *kg
 	return last
 }
 
+// own is the consumer's kgo.OnPartitionsAssigned: it records partitions
+// newly assigned to the consumer, each with a context derived from Run's.
+func (c *Consumer) own(ctx context.Context, assigned map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, parts := range assigned {
+		for _, p := range parts {
+			tp := topicPartition{topic, p}
+			if _, ok := c.owned[tp]; ok {
+				continue
+			}
+			pctx, cancel := context.WithCancel(ctx)
+			c.owned[tp] = ownership{pctx, cancel}
+		}
+	}
+}
+
+// disown is the consumer's kgo.OnPartitionsRevoked and OnPartitionsLost: it
+// stops the work on those partitions, a message being retried included, and
+// forgets their failures, which their next owner reports.
+func (c *Consumer) disown(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, parts := range revoked {
+		for _, p := range parts {
+			tp := topicPartition{topic, p}
+			if o, ok := c.owned[tp]; ok {
+				o.cancel()
+				delete(c.owned, tp)
+			}
+			delete(c.failures, tp)
+		}
+	}
+}
+
+// ownedCtx returns the context of an owned partition, and false if the
+// consumer does not own it.
+func (c *Consumer) ownedCtx(tp topicPartition) (context.Context, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o, ok := c.owned[tp]
+	return o.ctx, ok
+}
+
 // handleWithRetry handles r, retrying with exponential backoff until it
-// succeeds or ctx is done. It logs the first failure of a run of attempts
-// and the recovery, not each attempt.
+// succeeds or ctx is done (Run ends, or the partition is revoked). It logs
+// the first failure of a run of attempts and the recovery, not each
+// attempt, and how a run that did not succeed ended.
 func (c *Consumer) handleWithRetry(ctx context.Context, r *kgo.Record) error {
 	rec := Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
 	tp := topicPartition{r.Topic, r.Partition}
@@ -318,7 +392,7 @@ func (c *Consumer) handleWithRetry(ctx context.Context, r *kgo.Record) error {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return c.letGo(ctx, tp, rec, attempt)
 		}
 		c.setFailure(tp, failure{offset: rec.Offset, attempts: attempt, err: err})
 		if attempt == 1 {
@@ -329,11 +403,23 @@ func (c *Consumer) handleWithRetry(ctx context.Context, r *kgo.Record) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return c.letGo(ctx, tp, rec, attempt)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, c.opts.RetryMax)
 	}
+}
+
+// letGo ends the attempts at rec when ctx is done: it forgets the
+// partition's failure (Run ended, or the partition is someone else's now)
+// and logs that the message was left to the partition's next owner.
+func (c *Consumer) letGo(ctx context.Context, tp topicPartition, rec Record, attempts int) error {
+	c.clearFailure(tp)
+	if attempts > 1 {
+		c.opts.Logger.Info("kafka message left unprocessed: the partition was revoked or the consumer stopped",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "attempts", attempts)
+	}
+	return ctx.Err()
 }
 
 // handle applies one message in one transaction: translated (or, if the
@@ -350,7 +436,7 @@ func (c *Consumer) handle(ctx context.Context, rec Record) error {
 	}
 	// A transaction of its own: the translator's statements, and any
 	// error they left the first transaction in, are gone with it.
-	reason := err.Error()
+	reason := reasonText(err.Error())
 	skipped, err = c.inTx(ctx, rec, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 			INSERT INTO rejected_messages (consumer_group, topic, partition, "offset", key, value, reason)
@@ -433,4 +519,21 @@ func (c *Consumer) clearFailure(tp topicPartition) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.failures, tp)
+}
+
+// maxReasonBytes bounds the reason stored in rejected_messages.
+const maxReasonBytes = 4000
+
+// reasonText makes a rejection's reason storable as PostgreSQL text,
+// whatever the translator put in it (often bytes of the message itself):
+// without NUL bytes, valid UTF-8 (invalid bytes become U+FFFD), and at most
+// maxReasonBytes plus an ellipsis, cut at a character boundary. A reason
+// that failed to store would fail the message for ever, blocking its
+// partition.
+func reasonText(reason string) string {
+	reason = strings.ToValidUTF8(strings.ReplaceAll(reason, "\x00", ""), "\uFFFD")
+	if len(reason) > maxReasonBytes {
+		reason = strings.ToValidUTF8(reason[:maxReasonBytes], "") + "…"
+	}
+	return reason
 }

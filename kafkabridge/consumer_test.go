@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -177,6 +179,111 @@ func TestConsumerStoresRejectedMessagesAndGoesOn(t *testing.T) {
 	require.Equal(t, rejected{"cart", topic, 0, 2, nil, []byte(`{"n": -1}`), got[1].Reason}, got[1])
 	require.Contains(t, got[1].Reason, "-1 is invalid")
 	require.Equal(t, int64(4), s.calls.Load(), "each message reached the translator once")
+}
+
+// A rejection whose reason PostgreSQL cannot store as it is (a NUL byte,
+// invalid UTF-8, great length: often the message's own bytes) is stored
+// cleaned, and the next message is applied: the partition does not stop.
+func TestConsumerStoresRejectionWhateverItsReason(t *testing.T) {
+	t.Parallel()
+	const topic = "price-changes"
+	broker := startBroker(t, kafkabridge.Topic{Name: topic, Partitions: 1})
+	s, pool := newSink(t)
+	long := strings.Repeat("é", 3000)
+	c := newConsumer(t, pool, broker.Addrs(), "cart", func(ctx context.Context, tx pgx.Tx, rec kafkabridge.Record) error {
+		switch v := string(rec.Value); v {
+		case "nul", "invalid":
+			return fmt.Errorf("%w: bad byte in \x00%s\xff", kafkabridge.ErrReject, v)
+		case "long":
+			return fmt.Errorf("%w: \x00%s", kafkabridge.ErrReject, long)
+		}
+		return s.translate(ctx, tx, rec)
+	}, nil, topic)
+	run(t, c)
+
+	produce(t, broker.Addrs(),
+		&kgo.Record{Topic: topic, Value: []byte("nul")},
+		&kgo.Record{Topic: topic, Value: []byte("invalid")},
+		&kgo.Record{Topic: topic, Value: []byte("long")},
+		&kgo.Record{Topic: topic, Value: []byte(`{"n": 1}`)},
+	)
+	eventually(t, wait, "the message after the rejected ones applied", func() bool { return s.count(t) == 1 })
+	require.Equal(t, map[string]int64{topic + "/0": 3}, storedOffsets(t, pool, "cart"))
+
+	rows, err := pool.Query(context.Background(), `SELECT reason FROM rejected_messages ORDER BY "offset"`)
+	require.NoError(t, err)
+	reasons, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Len(t, reasons, 3)
+	require.Equal(t, "kafkabridge: message rejected: bad byte in nul\uFFFD", reasons[0])
+	require.Equal(t, "kafkabridge: message rejected: bad byte in invalid\uFFFD", reasons[1])
+	require.True(t, strings.HasPrefix(reasons[2], "kafkabridge: message rejected: éé"), reasons[2][:40])
+	require.True(t, strings.HasSuffix(reasons[2], "é…"), "cut at a character boundary")
+	require.Less(t, len(reasons[2]), len(long))
+}
+
+// A message whose translator keeps failing holds its partition, and with
+// it the consumer's next poll, only while the consumer owns the partition:
+// when a rebalance moves the partition to another replica, the first stops
+// retrying the message and no longer reports it failing, and the new owner
+// takes it over from PostgreSQL's offset.
+func TestConsumerLetsGoOfAPartitionMovedToAnotherReplica(t *testing.T) {
+	t.Parallel()
+	const topic = "inventories"
+	broker := startBroker(t, kafkabridge.Topic{Name: topic, Partitions: 2})
+	s, pool := newSink(t)
+	healed := [2]*atomic.Bool{{}, {}}
+	s.failUntil[100], s.failUntil[200] = healed[0].Load, healed[1].Load
+	var calls [2][2]atomic.Int64 // by consumer, by partition
+	counting := func(consumer int) kafkabridge.Translator {
+		return func(ctx context.Context, tx pgx.Tx, rec kafkabridge.Record) error {
+			calls[consumer][rec.Partition].Add(1)
+			return s.translate(ctx, tx, rec)
+		}
+	}
+	failing := func(c *kafkabridge.Consumer) map[int32]bool {
+		st, err := c.Status(context.Background())
+		require.NoError(t, err)
+		out := map[int32]bool{}
+		for _, ps := range st.Partitions {
+			if ps.Failing != nil {
+				out[ps.Partition] = true
+			}
+		}
+		return out
+	}
+
+	a := newConsumer(t, pool, broker.Addrs(), "cart", counting(0), nil, topic)
+	run(t, a)
+	produce(t, broker.Addrs(), append(numbered(topic, 0, 100, 1), numbered(topic, 1, 200, 1)...)...)
+	eventually(t, wait, "both partitions failing in the first replica", func() bool { return len(failing(a)) == 2 })
+
+	b := newConsumer(t, pool, broker.Addrs(), "cart", counting(1), nil, topic)
+	run(t, b)
+	var moved int32 = -1
+	eventually(t, wait, "one partition failing in the second replica", func() bool {
+		for p := range failing(b) {
+			moved = p
+		}
+		return moved >= 0
+	})
+	kept := 1 - moved
+	eventually(t, wait, "the first replica lets go of the moved partition", func() bool {
+		f := failing(a)
+		return !f[moved] && f[kept]
+	})
+	before, other := calls[0][moved].Load(), calls[1][moved].Load()
+	eventually(t, wait, "the second replica retries thrice", func() bool { return calls[1][moved].Load() >= other+3 })
+	require.Equal(t, before, calls[0][moved].Load(), "the first replica no longer tries the moved partition's message")
+
+	healed[moved].Store(true)
+	eventually(t, wait, "the moved message applied", func() bool { return s.count(t) == 1 })
+	produce(t, broker.Addrs(), numbered(topic, moved, 300, 1)...)
+	eventually(t, wait, "the next message of the moved partition applied", func() bool { return s.count(t) == 2 })
+	healed[kept].Store(true)
+	eventually(t, wait, "the kept message applied", func() bool { return s.count(t) == 3 })
+	require.Equal(t, map[string]int64{fmt.Sprintf("%s/%d", topic, moved): 1, fmt.Sprintf("%s/%d", topic, kept): 0},
+		storedOffsets(t, pool, "cart"))
 }
 
 // A translator error that is not a rejection is retried with exponential

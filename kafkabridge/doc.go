@@ -22,14 +22,19 @@
 //     translator rejects (an error wrapping ErrReject: undecodable,
 //     invalid) is stored in rejected_messages with its raw key and value and
 //     the reason, in the transaction that records its offset; whatever the
-//     translator did for it is rolled back. The partition goes on.
+//     translator did for it is rolled back. The partition goes on. The
+//     reason is stored cleaned, whatever bytes the translator put in it:
+//     without NULs, valid UTF-8, cut at about 4000 bytes.
 //  4. Order and no skipping. The messages of a partition are handled one at
 //     a time, in offset order; partitions are handled concurrently. A
 //     message whose translator fails otherwise (PostgreSQL down, a bug) is
 //     retried with exponential backoff, never skipped: its partition waits
 //     for it, and since each poll waits for the previous one to be done,
-//     so do the consumer's other partitions (delayed, not lost). Status
-//     shows the failing message.
+//     so do the consumer's other partitions (delayed, not lost), until a
+//     rebalance revokes the partition or the group loses it: then the
+//     consumer stops retrying and the partition's next owner starts again
+//     after the offset PostgreSQL recorded. Status shows the failing
+//     message.
 //  5. Only committed records. The consumer reads with read_committed
 //     isolation: records of aborted transactions are never translated.
 //
@@ -50,7 +55,8 @@
 // continues after the offset PostgreSQL recorded. Producer.Produce returns
 // an error when its context is done or after ProducerOptions.Timeout, so
 // that the caller (a River job) retries later; the abandoned transaction is
-// aborted.
+// aborted. Producer.Status reports the last Produce's error (out of reach,
+// fenced) until one succeeds, for readiness.
 //
 // # The embedded broker
 //

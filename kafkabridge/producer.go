@@ -41,6 +41,49 @@ type Producer struct {
 	cl     *kgo.Client // nil: made on the next Produce
 	hooks  *retirable  // cl's
 	closed bool
+
+	// The outcome of the last Produce, apart from mu, which a Produce
+	// holds while the broker is away.
+	outcomeMu           sync.Mutex
+	lastErr             error
+	lastErrAt, lastOKAt time.Time
+}
+
+// ProducerStatus is a producer's state for readiness checks.
+type ProducerStatus struct {
+	// LastError is the error of the last Produce call if it failed (a
+	// broker out of reach, the producer fenced by another with the same
+	// transactional id, …), nil if it succeeded or none was made yet;
+	// LastErrorAt is when it failed. The next successful Produce clears it.
+	LastError   error
+	LastErrorAt time.Time
+	// LastSuccessAt is when a Produce last succeeded (zero if never).
+	LastSuccessAt time.Time
+}
+
+// Status reports the outcome of the last Produce call. It does not talk to
+// the brokers, never blocks on a Produce in progress, and is safe for
+// concurrent use.
+func (p *Producer) Status() ProducerStatus {
+	p.outcomeMu.Lock()
+	defer p.outcomeMu.Unlock()
+	return ProducerStatus{LastError: p.lastErr, LastErrorAt: p.lastErrAt, LastSuccessAt: p.lastOKAt}
+}
+
+// record keeps the outcome of a Produce call, unless the caller gave up
+// (its ctx cancelled) or the producer is closed: neither says anything
+// about Kafka.
+func (p *Producer) record(ctx context.Context, err error) {
+	if errors.Is(err, ErrProducerClosed) || errors.Is(ctx.Err(), context.Canceled) {
+		return
+	}
+	p.outcomeMu.Lock()
+	defer p.outcomeMu.Unlock()
+	if err != nil {
+		p.lastErr, p.lastErrAt = err, time.Now()
+		return
+	}
+	p.lastErr, p.lastOKAt = nil, time.Now()
 }
 
 // ErrProducerClosed is returned by Produce after Close.
@@ -84,6 +127,13 @@ func (p *Producer) Produce(ctx context.Context, records ...Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("kafkabridge: produce: %w", err)
 	}
+	err := p.transact(ctx, records)
+	p.record(ctx, err)
+	return err
+}
+
+// transact is Produce's transaction.
+func (p *Producer) transact(ctx context.Context, records []Record) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {

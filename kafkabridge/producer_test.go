@@ -124,3 +124,44 @@ func TestProducerAbortsTransactionWhoseCommitIsLost(t *testing.T) {
 	require.Equal(t, []string{"cart-1"}, readKeys(t, broker.Addrs(), kgo.ReadCommitted(), "cart-1"))
 	require.Equal(t, []string{"lost-commit", "cart-1"}, readKeys(t, broker.Addrs(), kgo.ReadUncommitted(), "cart-1"))
 }
+
+// Status reports the outcome of the last Produce: none yet, a success, a
+// failure (here: fenced by a second producer with the same transactional
+// id, as when two replicas share one), cleared by the next success; a call
+// the caller cancelled says nothing about Kafka and changes nothing.
+func TestProducerStatusReportsTheLastOutcome(t *testing.T) {
+	t.Parallel()
+	broker := startBroker(t, kafkabridge.Topic{Name: "published-carts", Partitions: 1})
+	newProducer := func() *kafkabridge.Producer {
+		p, err := kafkabridge.NewProducer(kafkabridge.ProducerOptions{
+			Brokers: broker.Addrs(), TransactionalID: "shared-id", Logger: discardLogger(), Timeout: 10 * time.Second,
+		})
+		require.NoError(t, err)
+		t.Cleanup(p.Close)
+		return p
+	}
+	ctx := context.Background()
+	rec := kafkabridge.Record{Topic: "published-carts", Key: []byte("cart"), Value: []byte(`{}`)}
+
+	p := newProducer()
+	require.Equal(t, kafkabridge.ProducerStatus{}, p.Status(), "nothing produced yet")
+	require.NoError(t, p.Produce(ctx, rec))
+	st := p.Status()
+	require.NoError(t, st.LastError)
+	require.False(t, st.LastSuccessAt.IsZero())
+
+	require.NoError(t, newProducer().Produce(ctx, rec), "the second producer fences the first")
+	err := p.Produce(ctx, rec)
+	require.Error(t, err)
+	st = p.Status()
+	require.Equal(t, err, st.LastError)
+	require.False(t, st.LastErrorAt.IsZero())
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	require.Error(t, p.Produce(cancelled, rec))
+	require.Equal(t, err, p.Status().LastError, "a cancelled call changes nothing")
+
+	require.NoError(t, p.Produce(ctx, rec), "a new client takes the transactional id back")
+	require.NoError(t, p.Status().LastError)
+}

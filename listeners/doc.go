@@ -29,11 +29,11 @@
 //     event the listener does not handle to be handled, only for the
 //     checkpoint to move past it (see 6 for when).
 //  3. Exactly once in effect. What Handle writes through its tx commits
-//     together with the new checkpoint, or not at all. If Handle fails, the
-//     commit fails or the process dies, the batch is rolled back and handed
-//     again from the same position. Effects outside the transaction (a call
-//     to another system) may happen more than once; automations therefore
-//     enqueue jobs in tx instead of calling out.
+//     together with the new checkpoint, or not at all. If the commit fails
+//     or the process dies, the batch is rolled back and handed again from
+//     the same position; if Handle fails, see 5. Effects outside the
+//     transaction (a call to another system) may happen more than once;
+//     automations therefore enqueue jobs in tx instead of calling out.
 //  4. One replica at a time. A listener runs where its lease is held: the
 //     holder renews it every LeaseDuration/3 and with every batch, and
 //     releases it when Run returns, so that a standby replica takes over at
@@ -51,12 +51,18 @@
 //     from the database) loses its session, its row lock and its
 //     uncommitted effects instead of holding the listener up: Handle must
 //     not spend LeaseDuration without talking to the database.
-//  5. Errors stop, never drop. A failed batch is retried from the same
-//     position with exponential backoff and jitter (RetryMin to RetryMax),
-//     logged once per attempt and recorded as the listener's last error,
-//     which every replica sees in Status until a batch succeeds. Events
-//     after the failing one wait; nothing is skipped. A panicking handler
-//     counts as a failed batch.
+//  5. Errors stop, never drop. When Handle fails on a batch (a panic
+//     counts as a failure), the batch is rolled back and its events are
+//     handed again in parts, halving them, in one new transaction in which
+//     every part Handle fails on is rolled back to a savepoint: that finds
+//     the first failing event in about 2·log2(BatchSize) calls. The events
+//     before it commit with the checkpoint just before it, and the error,
+//     naming the event's position and type, becomes the listener's last
+//     error, which every replica sees in Status until a batch succeeds. The
+//     listener retries from there with exponential backoff and jitter
+//     (RetryMin to RetryMax), logging once per attempt. Events after the
+//     failing one wait; nothing is skipped. (If no part fails, the batch
+//     commits as a whole.)
 //  6. Wake-ups. The event store notifies the channel dcb_events when an
 //     append commits, naming the types it stored; each Runtime listens on
 //     one dedicated connection and wakes its listeners: within Coalesce

@@ -29,10 +29,15 @@ type Listener struct {
 	Query eventstore.Query
 	// Handle applies events (in position order, never empty) inside tx; its
 	// side effects and the new checkpoint commit together. Returning an error
-	// rolls the batch back, and the runtime retries it with backoff from the
-	// same position. The runtime owns tx: Handle must not commit or roll it
-	// back. It must not stall for LeaseDuration without talking to the
-	// database, or PostgreSQL ends its session (see the package doc).
+	// rolls the batch back; the runtime then hands the same events again in
+	// parts, in a new transaction, each part in a savepoint rolled back if
+	// Handle fails on it, to find the first event Handle fails on. It
+	// commits the events before that one, stops the listener just before it
+	// and retries from there with backoff. Handle may thus see the same
+	// events more than once, but its effects in tx commit once per event.
+	// The runtime owns tx: Handle must not commit or roll it back. It must
+	// not stall for LeaseDuration without talking to the database, or
+	// PostgreSQL ends its session (see the package doc).
 	Handle func(ctx context.Context, tx pgx.Tx, events []eventstore.StoredEvent) error
 	// Reset empties the listener's read model (e.g. TRUNCATE its tables)
 	// inside tx; nil when there is nothing to empty.
@@ -311,7 +316,8 @@ type Status struct {
 	Holder     string
 	LeaseUntil time.Time
 	// LastError is the error of the latest failed batch, cleared by the next
-	// successful one; LastErrorAt is when it happened.
+	// successful one; LastErrorAt is when it happened. Its text is stored
+	// without NUL bytes, as valid UTF-8, and cut at about 2000 bytes.
 	LastError   string
 	LastErrorAt time.Time
 	// Running is whether this Runtime holds the lease and runs the listener.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -209,7 +210,8 @@ func TestNeverSkipsUnderConcurrentWriters(t *testing.T) {
 
 // TestEffectsCommitWithCheckpoint is guarantee 3: a batch whose effect was
 // written but whose checkpoint did not commit (the handler failed after
-// writing, or the commit itself failed) leaves no effect and is handed again;
+// writing, or the commit itself failed) leaves no effect and is handed again
+// (after a handler error, in parts: see TestHandlerErrorStopsAtTheFailingEventOfABatch);
 // in the end every effect exists exactly once.
 func TestEffectsCommitWithCheckpoint(t *testing.T) {
 	t.Parallel()
@@ -267,6 +269,9 @@ func TestEffectsCommitWithCheckpoint(t *testing.T) {
 
 			require.Equal(t, e.positions(t, q), e.column(t, `SELECT position FROM effects ORDER BY position`),
 				"every effect exactly once")
+			if name == "HandlerFailsAfterWriting" {
+				return // the failed batches were handed again in parts, each part failing once
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			require.Len(t, deliveries, 5, "23 events in batches of 5")
@@ -325,7 +330,7 @@ func TestHandlerErrorStopsAndRetries(t *testing.T) {
 	st := status(t, rt, "failing")
 	require.Contains(t, st.LastError, fmt.Sprintf("boom at %d", failing))
 	require.False(t, st.LastErrorAt.IsZero())
-	require.Equal(t, positions[1], st.Checkpoint, "stopped just before the failing batch")
+	require.Equal(t, failing-1, st.Checkpoint, "stopped just before the failing event")
 	require.True(t, st.Running)
 	require.Equal(t, positions[:2], e.column(t, `SELECT position FROM effects ORDER BY seq`), "nothing after it was handled")
 
@@ -335,6 +340,123 @@ func TestHandlerErrorStopsAndRetries(t *testing.T) {
 	st = status(t, replica, "failing")
 	require.Empty(t, st.LastError, "cleared by the successful batch")
 	require.True(t, st.LastErrorAt.IsZero())
+}
+
+// TestHandlerErrorStopsAtTheFailingEventOfABatch is guarantee 5 with the
+// failing event in the middle of a batch (default BatchSize): the events
+// before it commit, the checkpoint is exactly the position before it (past
+// the events the listener does not read), the error names it, and once the
+// fault clears every event is handled exactly once, in order.
+func TestHandlerErrorStopsAtTheFailingEventOfABatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	_, err := e.pool.Exec(ctx, `CREATE TABLE effects (seq bigint GENERATED ALWAYS AS IDENTITY, position bigint NOT NULL)`)
+	require.NoError(t, err)
+	b := fresh("b")
+	q := tagQuery(b)
+	for range 6 {
+		e.append(t, ev("Other", fresh("o")), ev("E", b)) // the listener does not read the one before each of its own
+	}
+	positions := e.positions(t, q)
+	failing := positions[4]
+
+	allow := make(chan struct{})
+	var failures atomic.Int64
+	opts := options(t, "r")
+	rt, _ := e.start(t, opts, listeners.Listener{Name: "failing", Query: q,
+		Handle: func(ctx context.Context, tx pgx.Tx, events []eventstore.StoredEvent) error {
+			for _, ev := range events {
+				if _, err := tx.Exec(ctx, `INSERT INTO effects (position) VALUES ($1)`, ev.Position); err != nil {
+					return err
+				}
+				if ev.Position == failing {
+					select {
+					case <-allow:
+					default:
+						failures.Add(1)
+						return errors.New("boom")
+					}
+				}
+			}
+			return nil
+		}})
+
+	waitUntil(t, "the error is visible and retried", func() bool {
+		return failures.Load() >= 3 && status(t, rt, "failing").LastError != ""
+	})
+	st := status(t, rt, "failing")
+	require.Equal(t, failing-1, st.Checkpoint, "stopped just before the failing event")
+	require.Contains(t, st.LastError, fmt.Sprintf("handle event %d (type E): boom", failing))
+	require.Equal(t, positions[:4], e.column(t, `SELECT position FROM effects ORDER BY seq`),
+		"the events before it are handled once; its effects and those after it are rolled back")
+	waitFor(t, rt, "failing", failing-1)
+
+	close(allow)
+	waitFor(t, rt, "failing", e.head(t))
+	require.Equal(t, positions, e.column(t, `SELECT position FROM effects ORDER BY seq`), "each once, in order")
+	require.Empty(t, status(t, rt, "failing").LastError)
+}
+
+// TestBatchFailingOnlyWholeSucceedsInParts: a handler that fails on a whole
+// batch but not on its parts (here: on more than three events) has every
+// event handled exactly once, in order, and the listener reaches the head.
+func TestBatchFailingOnlyWholeSucceedsInParts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := fresh("b")
+	q := tagQuery(b)
+	for range 11 {
+		e.append(t, ev("E", b))
+	}
+	rec := record("picky", "r")
+	rt, _ := e.start(t, options(t, "r"), listeners.Listener{Name: "picky", Query: q,
+		Handle: func(ctx context.Context, tx pgx.Tx, events []eventstore.StoredEvent) error {
+			if err := rec(ctx, tx, events); err != nil {
+				return err
+			}
+			if len(events) > 3 {
+				return errors.New("too many at once")
+			}
+			return nil
+		}})
+	waitFor(t, rt, "picky", e.head(t))
+	require.Equal(t, e.positions(t, q), e.handled(t, "picky"))
+}
+
+// TestErrorTextIsAlwaysRecorded: an error whose text PostgreSQL cannot store
+// as it is (a NUL byte, invalid UTF-8), short or long, is still recorded as
+// the last error, cleaned, so that a failing listener never looks healthy.
+func TestErrorTextIsAlwaysRecorded(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, text, want string }{
+		{"NUL", "bad\x00byte", "badbyte"},
+		{"InvalidUTF8", "bad\xffbyte", "bad\uFFFDbyte"},
+		{"LongWithNULAndInvalidUTF8", "\x00\xff" + strings.Repeat("é", 1500), "\uFFFD" + strings.Repeat("é", 900)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			b := fresh("b")
+			q := tagQuery(b)
+			e.append(t, ev("E", b))
+			var failures atomic.Int64
+			rt, _ := e.start(t, options(t, "r"), listeners.Listener{Name: "dirty", Query: q,
+				Handle: func(context.Context, pgx.Tx, []eventstore.StoredEvent) error {
+					failures.Add(1)
+					return errors.New(tc.text)
+				}})
+			waitUntil(t, "the error is recorded", func() bool {
+				return failures.Load() >= 2 && status(t, rt, "dirty").LastError != ""
+			})
+			st := status(t, rt, "dirty")
+			require.Contains(t, st.LastError, tc.want)
+			require.NotContains(t, st.LastError, "\x00")
+			require.True(t, utf8.ValidString(st.LastError))
+			require.LessOrEqual(t, len(st.LastError), 2000+len("…"))
+			require.False(t, st.LastErrorAt.IsZero())
+		})
+	}
 }
 
 // TestHandlerPanicIsAFailedBatch: a panicking handler stops its listener at

@@ -72,11 +72,12 @@ FOR NO KEY UPDATE OF c`
 	// advanceSQL closes a batch: the fence (still our lease, still the
 	// checkpoint the batch started from), the new checkpoint, a lease
 	// renewed from now (clock_timestamp: the batch may have been long) and
-	// no error.
+	// the last error: none ($6 NULL), or that of the event the batch
+	// stopped before, so that the listener never looks healthy meanwhile.
 	advanceSQL = `
 UPDATE listener_checkpoints
 SET position = $4, lease_until = clock_timestamp() + $5::bigint * interval '1 microsecond',
-	last_error = NULL, last_error_at = NULL, updated_at = now()
+	last_error = $6::text, last_error_at = CASE WHEN $6::text IS NULL THEN NULL ELSE now() END, updated_at = now()
 WHERE name = $1 AND holder = $2 AND position = $3`
 )
 
@@ -284,32 +285,15 @@ func (rn *runner) catchUp(ctx context.Context) (progressed bool, err error) {
 // batch handles the events after the checkpoint, at most BatchSize of them,
 // and moves the checkpoint, in one transaction. It reports whether it
 // committed, and whether the batch was full, in which case more may follow
-// at once.
+// at once. When Handle fails, the batch is rolled back and handed again in
+// parts (see handleInParts).
 func (rn *runner) batch(ctx context.Context) (committed, full bool, err error) {
 	o := rn.rt.opts
-	rn.attempts.Add(1)
-	tx, err := rn.rt.pool.Begin(ctx)
+	tx, checkpoint, head, err := rn.begin(ctx)
 	if err != nil {
-		return false, false, fmt.Errorf("begin: %w", err)
+		return false, false, err
 	}
-	defer func() {
-		// A no-op after Commit. Not bound to ctx, so that a cancelled batch
-		// still hands its connection back cleanly; bounded all the same.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tx.Rollback(rctx)
-	}()
-
-	idleMillis := strconv.FormatInt(max(o.LeaseDuration.Milliseconds(), 1), 10)
-	var checkpoint, head int64
-	var setting string
-	err = tx.QueryRow(ctx, lockSQL, rn.l.Name, o.Holder, idleMillis).Scan(&checkpoint, &head, &setting)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, false, errLeaseLost
-	}
-	if err != nil {
-		return false, false, fmt.Errorf("lock checkpoint: %w", err)
-	}
+	defer rn.rollback(ctx, tx)
 	events, err := rn.rt.store.ReadTx(ctx, tx, rn.l.Query, eventstore.ReadOptions{From: checkpoint + 1, Limit: o.BatchSize})
 	if err != nil {
 		return false, false, fmt.Errorf("read after %d: %w", checkpoint, err)
@@ -331,22 +315,161 @@ func (rn *runner) batch(ctx context.Context) (committed, full bool, err error) {
 		return false, false, nil // nothing new; the rollback unlocks the row
 	}
 	if len(events) > 0 {
-		if err := rn.handle(ctx, tx, events); err != nil {
-			return false, false, fmt.Errorf("handle events %d..%d: %w", events[0].Position, events[len(events)-1].Position, err)
+		if herr := rn.handle(ctx, tx, events); herr != nil {
+			rn.rollback(ctx, tx)
+			return rn.handleInParts(ctx, checkpoint, events, next, full, herr)
 		}
 	}
-	tag, err := tx.Exec(ctx, advanceSQL, rn.l.Name, o.Holder, checkpoint, next, o.LeaseDuration.Microseconds())
+	if err := rn.advance(ctx, tx, checkpoint, next, nil); err != nil {
+		return false, false, err
+	}
+	return true, full, nil
+}
+
+// handleInParts runs after Handle failed on events (the batch read after
+// checkpoint, rolled back), so that the listener stops at the failing event
+// rather than at the start of its batch. In a new transaction, it halves
+// the events until it has found the first event on which Handle fails,
+// keeping every part that succeeds and rolling back (to a savepoint) every
+// part that fails; then it moves the checkpoint to the position just before
+// that event, committing the parts before it with it, and returns an error
+// naming it. Each event's effects thus commit once, with the checkpoint
+// that covers them, as in a batch. It takes about 2·log2(len(events))
+// calls to Handle.
+//
+// The events are those of the failed batch: every event matching the query
+// up to the last of them was visible to its read (guarantee 1), and the
+// fence makes sure nobody moved the checkpoint since. If every part
+// succeeds (a failure that does not recur), the batch commits as it would
+// have, with next and full as it computed them.
+func (rn *runner) handleInParts(ctx context.Context, checkpoint int64, events []eventstore.StoredEvent, next int64, full bool, batchErr error) (committed, stillFull bool, err error) {
+	// Where the batch failed is unknown until the failing event is found.
+	handleErr := batchErr
+	batchErr = fmt.Errorf("handle events %d..%d: %w", events[0].Position, events[len(events)-1].Position, batchErr)
+	tx, again, _, err := rn.begin(ctx)
 	if err != nil {
-		return false, false, fmt.Errorf("advance checkpoint to %d: %w", next, err)
+		return false, false, errors.Join(batchErr, err)
+	}
+	defer rn.rollback(ctx, tx)
+	if again != checkpoint {
+		return false, false, fmt.Errorf("%w (the checkpoint moved from %d to %d since)", batchErr, checkpoint, again)
+	}
+
+	// events[:lo] are handled in tx. When failErr is set, Handle failed
+	// with it on events[lo:hi]; when it is not, events[lo:hi] are yet to be
+	// tried.
+	lo, hi, failErr := 0, len(events), handleErr
+	for lo < len(events) {
+		if lo == hi { // what failed together succeeded in parts: go on with the rest
+			hi = len(events)
+		}
+		if hi-lo == 1 && failErr != nil {
+			break // found
+		}
+		mid := lo + max((hi-lo)/2, 1)
+		perr, err := rn.handlePart(ctx, tx, events[lo:mid])
+		switch {
+		case err != nil:
+			return false, false, errors.Join(batchErr, err)
+		case perr == nil:
+			lo, failErr = mid, nil
+		default:
+			hi, failErr = mid, perr
+		}
+	}
+	if lo == len(events) {
+		rn.rt.log.Warn("listener: a batch failed but succeeded in parts", "listener", rn.l.Name,
+			"events", fmt.Sprintf("%d..%d", events[0].Position, events[len(events)-1].Position), "err", batchErr)
+		if err := rn.advance(ctx, tx, checkpoint, next, nil); err != nil {
+			return false, false, err
+		}
+		return true, full, nil
+	}
+
+	// Every event matching the query below the failing one is in events[:lo],
+	// handled: the checkpoint may move to the position just before it, past
+	// the events the listener does not read too.
+	ferr := fmt.Errorf("handle event %d (type %s): %w", events[lo].Position, events[lo].Type, failErr)
+	before := events[lo].Position - 1
+	if before == checkpoint {
+		return false, false, ferr
+	}
+	text := errorText(ferr.Error())
+	if err := rn.advance(ctx, tx, checkpoint, before, &text); err != nil {
+		return false, false, errors.Join(ferr, err)
+	}
+	return true, false, ferr
+}
+
+// handlePart calls Handle on part inside a savepoint of tx, released if it
+// succeeds, rolled back to if it fails. It returns Handle's error as perr,
+// and as err a failure to set, release or roll back to the savepoint,
+// after which tx is unusable.
+func (rn *runner) handlePart(ctx context.Context, tx pgx.Tx, part []eventstore.StoredEvent) (perr, err error) {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
+	}
+	if perr = rn.handle(ctx, sp, part); perr != nil {
+		if err := sp.Rollback(ctx); err != nil {
+			return perr, fmt.Errorf("roll back to savepoint: %w", err)
+		}
+		return perr, nil
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("release savepoint: %w", err)
+	}
+	return nil, nil
+}
+
+// begin opens a batch transaction: it locks the listener's row if this
+// Runtime holds the lease (errLeaseLost if not) and returns the checkpoint
+// and the log's head.
+func (rn *runner) begin(ctx context.Context) (tx pgx.Tx, checkpoint, head int64, err error) {
+	o := rn.rt.opts
+	rn.attempts.Add(1)
+	tx, err = rn.rt.pool.Begin(ctx)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("begin: %w", err)
+	}
+	idleMillis := strconv.FormatInt(max(o.LeaseDuration.Milliseconds(), 1), 10)
+	var setting string
+	err = tx.QueryRow(ctx, lockSQL, rn.l.Name, o.Holder, idleMillis).Scan(&checkpoint, &head, &setting)
+	if err != nil {
+		rn.rollback(ctx, tx)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, 0, 0, errLeaseLost
+		}
+		return nil, 0, 0, fmt.Errorf("lock checkpoint: %w", err)
+	}
+	return tx, checkpoint, head, nil
+}
+
+// advance moves the checkpoint from checkpoint to next behind the fence,
+// records lastError (nil: none), and commits.
+func (rn *runner) advance(ctx context.Context, tx pgx.Tx, checkpoint, next int64, lastError *string) error {
+	o := rn.rt.opts
+	tag, err := tx.Exec(ctx, advanceSQL, rn.l.Name, o.Holder, checkpoint, next, o.LeaseDuration.Microseconds(), lastError)
+	if err != nil {
+		return fmt.Errorf("advance checkpoint to %d: %w", next, err)
 	}
 	if tag.RowsAffected() != 1 {
-		return false, false, errLeaseLost // cannot happen while the row is locked; the fence holds anyway
+		return errLeaseLost // cannot happen while the row is locked; the fence holds anyway
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return false, false, fmt.Errorf("commit checkpoint %d: %w", next, err)
+		return fmt.Errorf("commit checkpoint %d: %w", next, err)
 	}
 	rn.progress.signal()
-	return true, full, nil
+	return nil
+}
+
+// rollback ends tx; a no-op after Commit or an earlier Rollback. Not bound to
+// ctx, so that a cancelled batch still hands its connection back cleanly;
+// bounded all the same.
+func (rn *runner) rollback(ctx context.Context, tx pgx.Tx) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = tx.Rollback(rctx)
 }
 
 // handle calls Handle, turning a panic into an error so that a bug in one
@@ -362,12 +485,20 @@ func (rn *runner) handle(ctx context.Context, tx pgx.Tx, events []eventstore.Sto
 
 // recordError stores err as the listener's last error, if we still hold it.
 func (rn *runner) recordError(ctx context.Context, err error) error {
-	msg := err.Error()
+	_, rerr := rn.rt.pool.Exec(ctx, recordErrorSQL, rn.l.Name, rn.rt.opts.Holder, errorText(err.Error()))
+	return rerr
+}
+
+// errorText makes msg storable as PostgreSQL text, whatever a handler put in
+// it: without NUL bytes, valid UTF-8 (invalid bytes become U+FFFD), and at
+// most maxErrorBytes plus an ellipsis, cut at a character boundary. An error
+// text that failed to store would leave a failing listener looking healthy.
+func errorText(msg string) string {
+	msg = strings.ToValidUTF8(strings.ReplaceAll(msg, "\x00", ""), "\uFFFD")
 	if len(msg) > maxErrorBytes {
 		msg = strings.ToValidUTF8(msg[:maxErrorBytes], "") + "…"
 	}
-	_, rerr := rn.rt.pool.Exec(ctx, recordErrorSQL, rn.l.Name, rn.rt.opts.Holder, msg)
-	return rerr
+	return msg
 }
 
 // release ends our lease at once, so that a standby takes over without

@@ -36,6 +36,7 @@ type adminDeps struct {
 	listeners *listeners.Runtime
 	jobs      *workqueue.Queue
 	consumer  *kafkabridge.Consumer
+	producer  *kafkabridge.Producer // nil: readiness does not report publication
 }
 
 // newAdmin builds the operator API: health, readiness, metrics, listener
@@ -112,8 +113,11 @@ func requireToken(token string) gin.HandlerFunc {
 }
 
 // readiness answers 200 when PostgreSQL answers and the schema is current;
-// Kafka's state is reported, and a broker away degrades but does not fail
-// readiness: everything but the Kafka bridge still works.
+// Kafka's state is reported, and a broker away, a message that keeps
+// failing (listed under kafka_failing with its topic, partition, offset,
+// attempts and error) or a failed last publication (the producer out of
+// reach or fenced) degrades but does not fail readiness: everything but the
+// Kafka bridge still works.
 func readiness(d adminDeps) gin.HandlerFunc {
 	var migrated atomic.Bool
 	return func(c *gin.Context) {
@@ -135,16 +139,39 @@ func readiness(d adminDeps) gin.HandlerFunc {
 				checks["migrations"], ready = "pending", false
 			}
 		}
-		if st, err := d.consumer.Status(ctx); err != nil || !st.Connected {
-			checks["kafka"] = "degraded: broker unreachable; consumption and publication retry"
-		} else {
-			checks["kafka"] = "ok"
+		var kafka []string // what is wrong
+		st, err := d.consumer.Status(ctx)
+		if err != nil || !st.Connected {
+			kafka = append(kafka, "broker unreachable; consumption and publication retry")
+		}
+		var failing []gin.H
+		for _, p := range st.Partitions {
+			if f := p.Failing; f != nil {
+				failing = append(failing, gin.H{"topic": p.Topic, "partition": p.Partition, "offset": f.Offset,
+					"attempts": f.Attempts, "error": f.Err.Error()})
+			}
+		}
+		if len(failing) > 0 {
+			kafka = append(kafka, "a message keeps failing and is retried; its partition waits (see kafka_failing)")
+		}
+		if d.producer != nil {
+			if err := d.producer.Status().LastError; err != nil {
+				kafka = append(kafka, "the last publication failed and is retried: "+err.Error())
+			}
+		}
+		checks["kafka"] = "ok"
+		if len(kafka) > 0 {
+			checks["kafka"] = "degraded: " + strings.Join(kafka, "; ")
 		}
 		status, code := "ready", http.StatusOK
 		if !ready {
 			status, code = "not ready", http.StatusServiceUnavailable
 		}
-		c.JSON(code, gin.H{"status": status, "checks": checks})
+		body := gin.H{"status": status, "checks": checks}
+		if len(failing) > 0 {
+			body["kafka_failing"] = failing
+		}
+		c.JSON(code, body)
 	}
 }
 
@@ -159,10 +186,11 @@ var (
 	jobsByState        = prometheus.NewDesc("dcbkit_jobs", "Background jobs by kind and state.", []string{"kind", "state"}, nil)
 	kafkaLag           = prometheus.NewDesc("dcbkit_kafka_consumer_lag", "Messages not yet processed, by topic and partition.", []string{"topic", "partition"}, nil)
 	kafkaConnected     = prometheus.NewDesc("dcbkit_kafka_connected", "1 while the Kafka consumer reaches its brokers.", nil, nil)
+	kafkaFailing       = prometheus.NewDesc("dcbkit_kafka_consumer_failing", "1 while a message of the partition keeps failing and is retried (see /readyz for which and why).", []string{"topic", "partition"}, nil)
 )
 
 func (s *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{listenerCheckpoint, listenerLag, listenerFailing, jobsByState, kafkaLag, kafkaConnected} {
+	for _, d := range []*prometheus.Desc{listenerCheckpoint, listenerLag, listenerFailing, jobsByState, kafkaLag, kafkaConnected, kafkaFailing} {
 		ch <- d
 	}
 }
@@ -201,7 +229,13 @@ func (s *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(kafkaConnected, prometheus.GaugeValue, connected)
 		for _, p := range st.Partitions {
-			ch <- prometheus.MustNewConstMetric(kafkaLag, prometheus.GaugeValue, float64(p.Lag), p.Topic, strconv.Itoa(int(p.Partition)))
+			partition := strconv.Itoa(int(p.Partition))
+			ch <- prometheus.MustNewConstMetric(kafkaLag, prometheus.GaugeValue, float64(p.Lag), p.Topic, partition)
+			failing := 0.0
+			if p.Failing != nil {
+				failing = 1
+			}
+			ch <- prometheus.MustNewConstMetric(kafkaFailing, prometheus.GaugeValue, failing, p.Topic, partition)
 		}
 	}
 }

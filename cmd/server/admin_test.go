@@ -4,15 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dcbkit/dcbkit/eventstore/eventstoretest"
+	"github.com/dcbkit/dcbkit/httpapi"
+	"github.com/dcbkit/dcbkit/kafkabridge"
 )
 
 // call does a request and returns status and body.
@@ -181,4 +188,145 @@ func TestResetReadModelRefusesUnknownName(t *testing.T) {
 	require.ErrorContains(t, err, `--reset-read-model`)
 	require.ErrorContains(t, err, "nope")
 	require.ErrorContains(t, err, "cart_items")
+}
+
+// TestOperatorAPIShowsFailingKafkaMessage: a Kafka message that keeps
+// failing (here the rejected_messages table refuses its row) shows on the
+// operator port with its topic, partition, offset and error: in /readyz,
+// degraded but ready, and as dcbkit_kafka_consumer_failing 1; once the fault
+// clears, the message is stored and both are back to normal.
+func TestOperatorAPIShowsFailingKafkaMessage(t *testing.T) {
+	t.Parallel()
+	dbURL := eventstoretest.DatabaseURL(t)
+	s := startServer(t, map[string]string{"DATABASE_URL": dbURL})
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(context.Background(), `ALTER TABLE rejected_messages ADD CONSTRAINT refuses_all CHECK (false) NOT VALID`)
+	require.NoError(t, err)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(embeddedBroker(t, s)), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, cl.ProduceSync(ctx, &kgo.Record{Topic: "inventories", Partition: 1, Value: []byte("not json")}).FirstErr())
+
+	var ready struct {
+		Status  string            `json:"status"`
+		Checks  map[string]string `json:"checks"`
+		Failing []struct {
+			Topic     string `json:"topic"`
+			Partition int32  `json:"partition"`
+			Offset    int64  `json:"offset"`
+			Attempts  int    `json:"attempts"`
+			Error     string `json:"error"`
+		} `json:"kafka_failing"`
+	}
+	eventually(t, "the failing message in /readyz", func() bool {
+		status, body := call(t, "GET", s.adminURL+"/readyz", "", "")
+		require.Equal(t, 200, status, body)
+		require.NoError(t, json.Unmarshal([]byte(body), &ready))
+		return len(ready.Failing) > 0
+	})
+	require.Equal(t, "ready", ready.Status)
+	require.Contains(t, ready.Checks["kafka"], "degraded: a message keeps failing")
+	require.Len(t, ready.Failing, 1)
+	f := ready.Failing[0]
+	require.Equal(t, "inventories", f.Topic)
+	require.Equal(t, int32(1), f.Partition)
+	require.Equal(t, int64(0), f.Offset)
+	require.GreaterOrEqual(t, f.Attempts, 1)
+	require.Contains(t, f.Error, "refuses_all")
+	_, body := call(t, "GET", s.adminURL+"/metrics", "", "")
+	require.Contains(t, body, `dcbkit_kafka_consumer_failing{partition="1",topic="inventories"} 1`)
+	require.Contains(t, body, `dcbkit_kafka_consumer_failing{partition="0",topic="inventories"} 0`)
+
+	_, err = pool.Exec(context.Background(), `ALTER TABLE rejected_messages DROP CONSTRAINT refuses_all`)
+	require.NoError(t, err)
+	eventually(t, "readiness back to ok", func() bool {
+		_, body := call(t, "GET", s.adminURL+"/readyz", "", "")
+		return body == `{"checks":{"kafka":"ok","migrations":"ok","postgres":"ok"},"status":"ready"}`
+	})
+	_, body = call(t, "GET", s.adminURL+"/metrics", "", "")
+	require.Contains(t, body, `dcbkit_kafka_consumer_failing{partition="1",topic="inventories"} 0`)
+	var rejected int
+	require.NoError(t, pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM rejected_messages WHERE topic = 'inventories' AND partition = 1 AND "offset" = 0`).Scan(&rejected))
+	require.Equal(t, 1, rejected)
+}
+
+// embeddedBroker returns the address of the server's embedded Kafka broker,
+// from its log.
+func embeddedBroker(t *testing.T, s *server) string {
+	t.Helper()
+	var addr string
+	eventually(t, "the embedded broker's log line", func() bool {
+		for line := range strings.SplitSeq(s.logs.String(), "\n") {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, "embedded development Kafka broker started") {
+				addr = l.Addr
+				return true
+			}
+		}
+		return false
+	})
+	return addr
+}
+
+// TestReadinessReportsTheProducer: a producer whose last publication failed
+// (here: fenced by another producer with its transactional id) makes
+// /readyz report Kafka degraded, though the consumer is connected; the next
+// successful publication makes it ok again.
+func TestReadinessReportsTheProducer(t *testing.T) {
+	t.Parallel()
+	broker, err := kafkabridge.StartEmbedded(kafkabridge.EmbeddedOptions{
+		Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler), Topics: []kafkabridge.Topic{{Name: "published-carts", Partitions: 1}},
+	})
+	require.NoError(t, err)
+	t.Cleanup(broker.Close)
+	pool := eventstoretest.NewPool(t)
+	consumer, err := kafkabridge.NewConsumer(pool, kafkabridge.ConsumerOptions{
+		Brokers: broker.Addrs(), Group: "cart", Logger: slog.New(slog.DiscardHandler),
+		Translators: map[string]kafkabridge.Translator{"published-carts": func(context.Context, pgx.Tx, kafkabridge.Record) error { return nil }},
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- consumer.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	newProducer := func() *kafkabridge.Producer {
+		p, err := kafkabridge.NewProducer(kafkabridge.ProducerOptions{
+			Brokers: broker.Addrs(), TransactionalID: "replica-1", Logger: slog.New(slog.DiscardHandler), Timeout: 10 * time.Second,
+		})
+		require.NoError(t, err)
+		t.Cleanup(p.Close)
+		return p
+	}
+	producer := newProducer()
+	e := httpapi.NewEngine(httpapi.Options{Logger: slog.New(slog.DiscardHandler)})
+	e.GET("/readyz", readiness(adminDeps{pool: pool, consumer: consumer, producer: producer}))
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	kafka := func() string {
+		status, body := call(t, "GET", srv.URL+"/readyz", "", "")
+		require.Equal(t, 200, status, body)
+		var ready struct{ Checks map[string]string }
+		require.NoError(t, json.Unmarshal([]byte(body), &ready))
+		return ready.Checks["kafka"]
+	}
+	rec := kafkabridge.Record{Topic: "published-carts", Key: []byte("cart"), Value: []byte(`{}`)}
+
+	require.NoError(t, producer.Produce(ctx, rec))
+	eventually(t, "kafka ok", func() bool { return kafka() == "ok" })
+
+	require.NoError(t, newProducer().Produce(ctx, rec), "fences the first producer")
+	require.Error(t, producer.Produce(ctx, rec))
+	require.Contains(t, kafka(), "degraded: the last publication failed and is retried: ")
+
+	require.NoError(t, producer.Produce(ctx, rec))
+	require.Equal(t, "ok", kafka())
 }
