@@ -11,7 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"strconv"
+	"runtime"
 	"strings"
 	"time"
 
@@ -44,6 +44,8 @@ type Config struct {
 	HashMemoryKiB          int
 	HashIterations         int
 	HashParallelism        int
+	HashConcurrency        int
+	HashWait               time.Duration
 	LoginAttemptsPerMinute int
 
 	ResetReadModels []string
@@ -53,44 +55,31 @@ type Config struct {
 const devEnvFile = ".dev/env"
 
 // loadConfig parses flags and environment and validates the result. It
-// reports every problem at once, one per line.
+// reports every problem at once, one per line. For -h or --help it returns
+// helpRequested, the list of flags.
 func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	var cfg Config
-	var errs []error
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	var usage strings.Builder
+	fs.SetOutput(&usage)
+	// Each flag's environment variable is applied after parsing, to the
+	// flags not given, so that a flag overrides its variable (even a bad
+	// one) and -h does not print the environment's secrets as defaults.
+	envOf := map[string]string{}
 	str := func(p *string, name, env, def, usage string) {
-		if v := getenv(env); v != "" {
-			def = v
-		}
+		envOf[name] = env
 		fs.StringVar(p, name, def, usage+" ("+env+")")
 	}
 	num := func(p *int, name, env string, def int, usage string) {
-		if v := getenv(env); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: want an integer, got %q", env, v))
-			}
-			def = n
-		}
+		envOf[name] = env
 		fs.IntVar(p, name, def, usage+" ("+env+")")
 	}
 	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
-		if v := getenv(env); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: want a duration such as 90s or 1h, got %q", env, v))
-			}
-			def = d
-		}
+		envOf[name] = env
 		fs.DurationVar(p, name, def, usage+" ("+env+")")
 	}
 	var brokers, proxies, level string
-	databaseURL := getenv("DATABASE_URL")
-	if databaseURL == "" {
-		databaseURL = devDatabaseURL()
-	}
-	str(&cfg.DatabaseURL, "database-url", "DATABASE_URL", databaseURL, "PostgreSQL URL")
+	str(&cfg.DatabaseURL, "database-url", "DATABASE_URL", devDatabaseURL(), "PostgreSQL URL")
 	str(&cfg.HTTPAddr, "http-addr", "HTTP_ADDR", ":8080", "public API address")
 	str(&cfg.AdminAddr, "admin-addr", "ADMIN_ADDR", "127.0.0.1:8081", "operator API address")
 	str(&cfg.AdminToken, "admin-token", "ADMIN_TOKEN", "", "bearer token the operator API requires, if set")
@@ -99,7 +88,7 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	str(&cfg.KafkaDataDir, "kafka-data-dir", "KAFKA_DATA_DIR", ".dev/kafka", "where the embedded broker keeps its data")
 	str(&cfg.Environment, "environment", "ENVIRONMENT", "development", "development or production")
 	str(&cfg.JWTSecret, "jwt-secret", "JWT_SECRET", "", "secret that signs identity tokens; required outside development")
-	str(&cfg.ReplicaID, "replica-id", "REPLICA_ID", defaultReplicaID(), "this replica's name, for leases and the Kafka producer")
+	str(&cfg.ReplicaID, "replica-id", "REPLICA_ID", "", "this replica's name, unique and stable across its restarts, for leases and the Kafka producer's transactions; required in production (default in development: host-pid)")
 	str(&proxies, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed")
 	str(&level, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	dur(&cfg.ReadModelWait, "read-model-wait", "READ_MODEL_WAIT", 5*time.Second, "how long a read with ?min_position waits")
@@ -110,13 +99,41 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	num(&cfg.HashMemoryKiB, "hash-memory-kib", "HASH_MEMORY_KIB", 19*1024, "Argon2id memory in KiB")
 	num(&cfg.HashIterations, "hash-iterations", "HASH_ITERATIONS", 2, "Argon2id iterations")
 	num(&cfg.HashParallelism, "hash-parallelism", "HASH_PARALLELISM", 1, "Argon2id parallelism")
+	num(&cfg.HashConcurrency, "hash-concurrency", "HASH_CONCURRENCY", runtime.GOMAXPROCS(0), "password hashes computed at once (each holds HASH_MEMORY_KIB)")
+	dur(&cfg.HashWait, "hash-wait", "HASH_WAIT", 5*time.Second, "how long a request waits for a hash slot before it is answered 503 server_busy")
 	num(&cfg.LoginAttemptsPerMinute, "login-attempts-per-minute", "LOGIN_ATTEMPTS_PER_MINUTE", 30, "login attempts allowed per client address and minute")
 	fs.Func("reset-read-model", "truncate and replay this stored read model before serving; repeatable; 'all' for every one", func(v string) error {
 		cfg.ResetReadModels = append(cfg.ResetReadModels, v)
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		usage.Reset()
+		fmt.Fprintln(&usage, "Usage: server [flags]; a flag not given takes the environment variable in parentheses, else its default.")
+		fs.PrintDefaults()
+		return cfg, helpRequested(usage.String())
+	} else if err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := envOf[f.Name]
+		v := getenv(env)
+		if env == "" || v == "" || given[f.Name] {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			want := "want an integer"
+			if _, ok := f.Value.(flag.Getter).Get().(time.Duration); ok {
+				want = "want a duration such as 90s or 1h"
+			}
+			errs = append(errs, fmt.Errorf("%s: %s, got %q", env, want, v))
+			_ = f.Value.Set(f.DefValue) // one error for the variable, not another for the zero Set left
+		}
+	})
+	if cfg.ReplicaID == "" && cfg.Environment == "development" {
+		cfg.ReplicaID = defaultReplicaID()
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("config: unexpected arguments %q", fs.Args())
@@ -128,6 +145,12 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	return cfg, cfg.validate(errs)
 }
+
+// helpRequested is the answer to -h or --help: the list of flags, for
+// standard output.
+type helpRequested string
+
+func (h helpRequested) Error() string { return string(h) }
 
 func splitList(s string) []string {
 	var out []string
@@ -203,6 +226,7 @@ func (c Config) validate(errs []error) error {
 		{"HASH_ITERATIONS", iterationsOK},
 		{"HASH_PARALLELISM", parallelismOK},
 		{"LOGIN_ATTEMPTS_PER_MINUTE", c.LoginAttemptsPerMinute >= 1},
+		{"HASH_CONCURRENCY", c.HashConcurrency >= 1 && c.HashConcurrency <= 1024}, {"HASH_WAIT", c.HashWait > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {
@@ -217,7 +241,10 @@ func (c Config) validate(errs []error) error {
 		}
 	}
 	if c.ReplicaID == "" {
-		bad("REPLICA_ID: must not be empty")
+		// A host-pid default would change at every restart, so a restarted
+		// replica's producer would not fence the transaction its crash left
+		// open, and two containers sharing a host name could both be pid 1.
+		bad("REPLICA_ID: required outside development: a name unique to this replica and stable across its restarts (such as a StatefulSet's pod name)")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config:\n%w", errors.Join(errs...))

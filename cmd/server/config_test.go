@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -60,8 +62,61 @@ func TestConfigProductionSecurity(t *testing.T) {
 	_, err = loadConfig(nil, configEnv(weak))
 	require.NoError(t, err, "development may hash faster and use any operator token")
 
-	_, err = loadConfig(nil, configEnv(map[string]string{"ENVIRONMENT": "production", "ADMIN_TOKEN": long, "JWT_SECRET": long}))
+	_, err = loadConfig(nil, configEnv(map[string]string{"ENVIRONMENT": "production", "ADMIN_TOKEN": long, "JWT_SECRET": long, "REPLICA_ID": "r1"}))
 	require.NoError(t, err, "the defaults are OWASP's minimum")
-	_, err = loadConfig(nil, configEnv(map[string]string{"ENVIRONMENT": "production", "ADMIN_TOKEN": long[1:], "JWT_SECRET": long}))
+	_, err = loadConfig(nil, configEnv(map[string]string{"ENVIRONMENT": "production", "ADMIN_TOKEN": long[1:], "JWT_SECRET": long, "REPLICA_ID": "r1"}))
 	require.EqualError(t, err, "config:\nADMIN_TOKEN: at least 32 bytes in production")
+}
+
+// TestConfigReplicaID: production needs a replica id given (a host-pid
+// default changes at every restart, so the restarted producer would not
+// fence its predecessor's open transaction); development makes one up.
+func TestConfigReplicaID(t *testing.T) {
+	t.Parallel()
+	long := "0123456789abcdef0123456789abcdef"
+	prod := map[string]string{"ENVIRONMENT": "production", "ADMIN_TOKEN": long, "JWT_SECRET": long}
+	_, err := loadConfig(nil, configEnv(prod))
+	require.EqualError(t, err, "config:\nREPLICA_ID: required outside development: a name unique to this replica and stable across its restarts (such as a StatefulSet's pod name)")
+	cfg, err := loadConfig([]string{"--replica-id", "cart-0"}, configEnv(prod))
+	require.NoError(t, err)
+	require.Equal(t, "cart-0", cfg.ReplicaID)
+
+	cfg, err = loadConfig(nil, configEnv(nil))
+	require.NoError(t, err)
+	require.Equal(t, defaultReplicaID(), cfg.ReplicaID)
+}
+
+// TestConfigFlagOverridesEnvironment: a flag wins over its variable, even a
+// variable that does not parse; a variable that does not parse, with no flag,
+// is one error naming it (not a second one for the zero it would leave).
+func TestConfigFlagOverridesEnvironment(t *testing.T) {
+	t.Parallel()
+	env := configEnv(map[string]string{"HASH_ITERATIONS": "abc", "HASH_WAIT": "soon", "HTTP_ADDR": ":9000"})
+	cfg, err := loadConfig([]string{"--hash-iterations", "3", "--hash-wait", "2s", "--http-addr", ":9001"}, env)
+	require.NoError(t, err)
+	require.Equal(t, 3, cfg.HashIterations)
+	require.Equal(t, 2*time.Second, cfg.HashWait)
+	require.Equal(t, ":9001", cfg.HTTPAddr)
+
+	_, err = loadConfig(nil, env)
+	require.EqualError(t, err, "config:\nHASH_ITERATIONS: want an integer, got \"abc\"\nHASH_WAIT: want a duration such as 90s or 1h, got \"soon\"")
+
+	cfg, err = loadConfig(nil, configEnv(map[string]string{"HASH_ITERATIONS": "4", "HASH_CONCURRENCY": "3"}))
+	require.NoError(t, err)
+	require.Equal(t, 4, cfg.HashIterations)
+	require.Equal(t, 3, cfg.HashConcurrency)
+}
+
+// TestConfigHelp: -h lists every flag with its variable, and shows no value
+// taken from the environment (a secret would be printed).
+func TestConfigHelp(t *testing.T) {
+	t.Parallel()
+	secret := "0123456789abcdef0123456789abcdef-secret"
+	_, err := loadConfig([]string{"-h"}, configEnv(map[string]string{"JWT_SECRET": secret, "ADMIN_TOKEN": secret}))
+	help, ok := errors.AsType[helpRequested](err)
+	require.True(t, ok, "got %v", err)
+	for _, want := range []string{"-jwt-secret", "(JWT_SECRET)", "-hash-concurrency", "(HASH_CONCURRENCY)", "-reset-read-model"} {
+		require.Contains(t, string(help), want)
+	}
+	require.NotContains(t, string(help), secret)
 }

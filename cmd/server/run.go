@@ -105,6 +105,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Tokens:            identity.Tokens{Secret: secret, Lifetime: cfg.TokenLifetime},
 		AdminToken:        cfg.AdminToken,
 		AttemptsPerMinute: cfg.LoginAttemptsPerMinute,
+		HashConcurrency:   cfg.HashConcurrency,
+		HashWait:          cfg.HashWait,
 	}, store, pool, logger, readModels)
 
 	all := append(carts.Listeners(), identity.UsersListener())
@@ -143,7 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	carts.Routes(public)
 	users.Routes(public)
 	admin, err := newAdmin(ctx, adminDeps{cfg: cfg, logger: logger, metrics: m, pool: pool, store: store,
-		listeners: runtime, jobs: jobs, consumer: consumer})
+		listeners: runtime, jobs: jobs, consumer: consumer, producer: producer})
 	if err != nil {
 		return err
 	}
