@@ -78,6 +78,7 @@ type hostileRequest struct {
 	chunked      bool   // sent without Content-Length
 	status       int
 	code, msg    string
+	records      string // the one event type the refusal records, if any (a failed password check)
 }
 
 // hostileSend sends r: through the HTTP client, or, for bodies over the
@@ -181,7 +182,14 @@ func TestHostileRequests(t *testing.T) {
 			require.NoError(t, json.Unmarshal(res.Body, &env), "the error envelope: %s", res)
 			require.Equal(t, r.code, env.Code, "%s", res)
 			require.Contains(t, env.Message, r.msg, "%s", res)
-			require.Equal(t, before, hostileSnapshot(t, s), "a refused request wrote something")
+			after := hostileSnapshot(t, s)
+			if r.records != "" {
+				require.Equal(t, before["events"].(int64)+1, after["events"], "one event recorded")
+				last := s.SQL(t, `SELECT type FROM events ORDER BY position DESC LIMIT 1`)[0]["type"]
+				require.Equal(t, r.records, last)
+				before["events"], before["head"] = after["events"], after["head"]
+			}
+			require.Equal(t, before, after, "a refused request wrote something")
 		})
 	}
 	requireHealthy(t, s)
@@ -323,6 +331,10 @@ func hostileRequests(t *testing.T, fx hostileFixture) []hostileRequest {
 		return hostileRequest{name: name, method: "POST", path: path, auth: auth, body: body, status: status, code: code, msg: msg}
 	}
 	bearer, operator := "Bearer "+fx.token, "Bearer "+hostileAdminToken
+	// A wrong current password is a failed login: it is recorded, so that
+	// the lock-out applies to guesses here too.
+	wrongCurrent := user("ChangePassword/WrongCurrent", "/users/me/password", bearer, jsonOf(t, map[string]string{"current_password": sql, "new_password": "another quite unusual phrase"}), http.StatusUnauthorized, "invalid_credentials", "invalid email or password")
+	wrongCurrent.records = "UserLoginFailed"
 	add(
 		user("Register/EmailNumber", "/users", "", `{"email":1,"password":"`+good+`"}`, bad, "invalid_request", `"email": expected a string`),
 		user("Register/MissingPassword", "/users", "", `{"email":"a@example.com"}`, bad, "invalid_request", "email and password are required"),
@@ -342,7 +354,7 @@ func hostileRequests(t *testing.T, fx hostileFixture) []hostileRequest {
 		user("ChangePassword/NewNumber", "/users/me/password", bearer, `{"current_password":"`+good+`","new_password":1e400}`, bad, "invalid_request", `"new_password": expected a string`),
 		user("ChangePassword/NewWeak", "/users/me/password", bearer, `{"current_password":"`+good+`","new_password":"\u0000"}`, bad, "weak_password", "at least"),
 		user("ChangePassword/NewLong", "/users/me/password", bearer, jsonOf(t, map[string]string{"current_password": good, "new_password": strings.Repeat("x", 100000)}), bad, "weak_password", "at most 128"),
-		user("ChangePassword/WrongCurrent", "/users/me/password", bearer, jsonOf(t, map[string]string{"current_password": sql, "new_password": "another quite unusual phrase"}), http.StatusUnauthorized, "invalid_credentials", "invalid email or password"),
+		wrongCurrent,
 		user("Deactivate/NoToken", "/users/"+fx.user+"/deactivate", "", "", http.StatusUnauthorized, "invalid_token", "bearer token"),
 		user("Deactivate/TokenHuge", "/users/"+fx.user+"/deactivate", "Bearer "+strings.Repeat("a", 30000), "", http.StatusUnauthorized, "invalid_token", "bearer token"),
 		user("Deactivate/PathSQL", "/users/"+sqlPath+"/deactivate", operator, "", bad, "invalid_id", "user_id in the path"),

@@ -333,12 +333,12 @@ func headerShape(h http.Header) http.Header {
 // attemptsUntilRefused logs in through servers in turn, attempt i from the
 // client address from(i), until one answers 429 too_many_attempts, and
 // returns the number of that attempt; every attempt before must be 401.
-func attemptsUntilRefused(t testing.TB, servers []*Server, email, password string, from func(i int) string) int {
+func attemptsUntilRefused(t testing.TB, servers []*Server, email func(i int) string, password string, from func(i int) string) int {
 	t.Helper()
 	for i := 1; i <= 20; i++ {
 		s := servers[i%len(servers)]
 		res := sendJSON(t, "POST", s.HTTP, "/login", http.Header{"X-Forwarded-For": {from(i)}},
-			map[string]string{"email": email, "password": password})
+			map[string]string{"email": email(i), "password": password})
 		if res.Status == http.StatusTooManyRequests {
 			require.Equal(t, "too_many_attempts", res.Code(), "%s", res)
 			require.NotEmpty(t, res.Header.Get("Retry-After"))
@@ -374,7 +374,7 @@ func TestSecurityRateLimitsAcrossReplicas(t *testing.T) {
 	lockedOut := func(servers []*Server) int {
 		email := "replicas-" + uuid.NewString() + "@example.com"
 		require.Equal(t, http.StatusCreated, a.Post(t, "/users", map[string]string{"email": email, "password": password}).Status)
-		n := attemptsUntilRefused(t, servers, email, "not the password of this user", fresh)
+		n := attemptsUntilRefused(t, servers, func(int) string { return email }, "not the password of this user", fresh)
 		for _, s := range both {
 			res := sendJSON(t, "POST", s.HTTP, "/login", http.Header{"X-Forwarded-For": {fresh(0)}},
 				map[string]string{"email": email, "password": password})
@@ -387,8 +387,8 @@ func TestSecurityRateLimitsAcrossReplicas(t *testing.T) {
 	require.Equal(t, 6, alone, "5 failures, then 429")
 	require.Equal(t, alone, together)
 
-	// The per-client limit, with an unknown email (which records no failure
-	// and so is never locked out). It counts per minute of PostgreSQL's
+	// The per-client limit, with a new unknown email at every attempt (an
+	// email, known or not, is locked out after 5 failures). It counts per minute of PostgreSQL's
 	// clock: attempts that straddled a minute are repeated from another
 	// address, in a minute that has just begun.
 	var client int
@@ -398,7 +398,7 @@ func TestSecurityRateLimitsAcrossReplicas(t *testing.T) {
 			client++
 			from := fmt.Sprintf("203.0.113.%d", client)
 			began := minute()
-			n := attemptsUntilRefused(t, servers, "nobody-"+uuid.NewString()+"@example.com", password, func(int) string { return from })
+			n := attemptsUntilRefused(t, servers, func(int) string { return "nobody-" + uuid.NewString() + "@example.com" }, password, func(int) string { return from })
 			if minute().Equal(began) {
 				return n
 			}
