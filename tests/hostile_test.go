@@ -389,6 +389,11 @@ func hostileRequests(t *testing.T, fx hostileFixture) []hostileRequest {
 	add(
 		hostileRequest{name: "DCBRead/NoToken", admin: true, method: "GET", path: "/dcb/read?query=%7B%22items%22%3A%5B%5D%7D", status: http.StatusUnauthorized, code: "unauthorized", msg: "ADMIN_TOKEN"},
 		hostileRequest{name: "DCBAppend/WrongToken", admin: true, method: "POST", path: "/dcb/append", auth: "Bearer " + sql, body: `{"events":[{"type":"A","data":""}]}`, status: http.StatusUnauthorized, code: "unauthorized", msg: "ADMIN_TOKEN"},
+		// The server hands the DCB API the application's event types: data
+		// that would stop the cart listeners for good is refused.
+		hostileRequest{name: "DCBAppend/UndecodableCartEvent", admin: true, method: "POST", path: "/dcb/append", auth: operator,
+			body:   `{"events":[{"type":"A","data":""},{"type":"CartItemAdded","tags":["cart_id:` + newID().String() + `"],"data":"not json"}]}`,
+			status: bad, code: "invalid_event_data", msg: `events[1].data: not valid data of the application's event type "CartItemAdded"`},
 		hostileRequest{name: "DCBRead/NoQuery", admin: true, method: "GET", path: "/dcb/read", auth: operator, status: bad, code: "invalid_request", msg: "'query' is required"},
 		dcbRead("DCBRead/QuerySQL", sql, "", bad, "invalid_request", "query: malformed JSON"),
 		dcbRead("DCBRead/QueryNotUTF8", "{\"items\":[{\"types\":[\"\xff\"]}]}", "", bad, "invalid_request", "query: JSON text is not valid UTF-8"),
