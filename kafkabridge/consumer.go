@@ -220,7 +220,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		done := make([]*kgo.Record, len(parts))
 		var wg sync.WaitGroup
 		for i, recs := range parts {
-			wg.Go(func() { done[i] = c.processPartition(ctx, recs) })
+			wg.Go(func() { done[i] = c.processPartition(recs) })
 		}
 		wg.Wait()
 		c.commitToKafka(ctx, cl, done)
@@ -310,11 +310,12 @@ func (c *Consumer) storedOffsets(ctx context.Context) (map[topicPartition]int64,
 }
 
 // processPartition handles the records of one partition in order, each
-// until it is done, and returns the last one done (nil if none). Only ctx
-// ending or the partition being revoked or lost stops it early: the
+// until it is done, and returns the last one done (nil if none). Only Run's
+// context ending or the partition being revoked or lost (both end the
+// partition's context) stops it early: the
 // partition's next owner (perhaps this consumer again) starts after the
 // offset PostgreSQL recorded.
-func (c *Consumer) processPartition(ctx context.Context, recs []*kgo.Record) *kgo.Record {
+func (c *Consumer) processPartition(recs []*kgo.Record) *kgo.Record {
 	ctx, ok := c.ownedCtx(topicPartition{recs[0].Topic, recs[0].Partition})
 	if !ok {
 		return nil // revoked since the poll
