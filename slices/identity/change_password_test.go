@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,4 +194,45 @@ func TestChangePasswordLockOutHTTP(t *testing.T) {
 	}
 	require.Len(t, userEvents(t, a.svc.Store, id), recorded, "a locked attempt records nothing")
 	require.Equal(t, http.StatusTooManyRequests, change(otherPassword).status)
+}
+
+// TestChangePasswordRevokesALoginDuringIt: a login that checks the old
+// password while a change is being decided (here: while the change hashes
+// the new password) gets a token, and the change then commits; that token
+// is revoked all the same, because its login is stored before the change.
+// By time it was not: the login came after the change's request.
+func TestChangePasswordRevokesALoginDuringIt(t *testing.T) {
+	a := newAPI(t)
+	email := freshEmail()
+	id := a.register(email, goodPassword)
+	changer, _, err := a.svc.Tokens.Issue(id, time.Now().Add(-2*time.Second))
+	require.NoError(t, err)
+
+	var calls atomic.Int64
+	gate, blocked := make(chan struct{}), make(chan struct{})
+	a.svc.hasher.running = func() func() {
+		if calls.Add(1) == 2 { // the change's hash of the new password
+			close(blocked)
+			<-gate
+		}
+		return func() {}
+	}
+	done := make(chan response, 1)
+	go func() {
+		done <- a.roundTrip(request{method: "POST", path: "/users/me/password", token: changer,
+			body: map[string]string{"current_password": goodPassword, "new_password": otherPassword}})
+	}()
+	<-blocked
+	during := a.token(email, goodPassword)
+	close(gate)
+	res := <-done
+	require.Equal(t, http.StatusNoContent, res.status, string(res.raw))
+	require.Equal(t, http.StatusUnauthorized, a.login(email, goodPassword).status, "the old password no longer logs in")
+	require.Equal(t, http.StatusUnauthorized, a.send(request{method: "GET", path: "/users/me", token: during}).status,
+		"the token of a login that checked the old password is revoked")
+	require.Equal(t, http.StatusOK, a.send(request{method: "GET", path: "/users/me", token: changer}).status,
+		"the token that made the change goes on")
+	after := a.token(email, otherPassword)
+	require.Equal(t, http.StatusOK, a.send(request{method: "GET", path: "/users/me", token: after}).status,
+		"a login with the new password is after the change")
 }

@@ -118,9 +118,12 @@ type user struct {
 	// re-hash is no change); zero if never. Tokens issued before are void,
 	// but keptToken, the one (jti) that made the change.
 	passwordChangedAt time.Time
-	keptToken         string
-	active            bool
-	registeredAt      time.Time
+	// passwordChangedPosition is that change's position, when the user
+	// was read by readUser (zero otherwise, or if never).
+	passwordChangedPosition int64
+	keptToken               string
+	active                  bool
+	registeredAt            time.Time
 }
 
 func evolveUser(u user, e any) user {

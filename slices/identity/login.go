@@ -201,7 +201,7 @@ func (s *Service) loginHandler(c *gin.Context) {
 	if check.stale {
 		s.rehash(ctx, loggedIn.UserID, check.phc, *req.Password)
 	}
-	token, expires, err := s.Tokens.Issue(loggedIn.UserID, cmd.At)
+	token, expires, err := s.Tokens.IssueForLogin(loggedIn.UserID, cmd.At, res.Position)
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -167,8 +167,12 @@ func (s *Service) authenticate(c *gin.Context) (uuid.UUID, bool) {
 // authenticateToken returns the claims of the request's token, checked
 // against the user's current state: a deactivated user's token no longer
 // works, nor does one issued before the user last changed their password,
-// but the token that made the change. Token times are whole seconds, so a
-// token issued in the second of the change, before it, still works.
+// but the token that made the change. "Before" is by position for a token
+// from /login: its login is stored before the change exactly when it
+// checked the old password (a login that read the old hash and appends
+// after the change fails its condition, and checks again against the new
+// one). Other tokens compare by time, in whole seconds: one issued in the
+// second of the change, before it, still works.
 func (s *Service) authenticateToken(c *gin.Context) (TokenClaims, bool) {
 	claims, err := s.Tokens.VerifyClaims(bearer(c), s.now())
 	if err != nil {
@@ -180,8 +184,11 @@ func (s *Service) authenticateToken(c *gin.Context) (TokenClaims, bool) {
 		s.fail(c, err)
 		return TokenClaims{}, false
 	}
-	revoked := claims.IssuedAt.Before(u.passwordChangedAt.Truncate(time.Second)) &&
-		(u.keptToken == "" || claims.ID != u.keptToken)
+	before := claims.IssuedAt.Before(u.passwordChangedAt.Truncate(time.Second))
+	if claims.Position > 0 {
+		before = claims.Position < u.passwordChangedPosition
+	}
+	revoked := before && (u.keptToken == "" || claims.ID != u.keptToken)
 	if !u.registered || !u.active || revoked {
 		s.unauthorized(c)
 		return TokenClaims{}, false
@@ -189,13 +196,27 @@ func (s *Service) authenticateToken(c *gin.Context) (TokenClaims, bool) {
 	return claims, true
 }
 
-// readUser folds a user from their events.
+// readUser folds a user from their events, with the position of their
+// last password change.
 func (s *Service) readUser(ctx context.Context, id uuid.UUID) (user, int64, error) {
 	stored, err := s.Store.Read(ctx, eventstore.Query{Items: []eventstore.QueryItem{userQuery(id)}}, eventstore.ReadOptions{})
 	if err != nil {
 		return user{}, 0, err
 	}
-	return decide.Fold(userView, stored)
+	var u user
+	var after int64
+	for _, e := range stored {
+		v, err := userView.Events.Decode(e)
+		if err != nil {
+			return user{}, 0, fmt.Errorf("identity: event at position %d: %w", e.Position, err)
+		}
+		u = userView.Evolve(u, v)
+		if c, ok := v.(UserPasswordChanged); ok && !c.Rehash {
+			u.passwordChangedPosition = e.Position
+		}
+		after = e.Position
+	}
+	return u, after, nil
 }
 
 var userView = decide.Decider[user, struct{}]{Events: Events, Evolve: evolveUser}

@@ -41,21 +41,34 @@ func (t Tokens) defaults() Tokens {
 // errNoSecret is returned by Issue when no secret is configured.
 var errNoSecret = errors.New("identity: no token secret configured")
 
+// tokenClaims are the registered claims and pos, the position of the login
+// that issued the token, against which a password change revokes it.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Position int64 `json:"pos,omitempty"`
+}
+
 // Issue signs a token for user, valid from now for the lifetime.
 func (t Tokens) Issue(user uuid.UUID, now time.Time) (string, time.Time, error) {
+	return t.IssueForLogin(user, now, 0)
+}
+
+// IssueForLogin is Issue for the login stored at position: a password
+// change stored after it revokes the token (see TokenClaims.Position).
+func (t Tokens) IssueForLogin(user uuid.UUID, now time.Time, position int64) (string, time.Time, error) {
 	t = t.defaults()
 	if len(t.Secret) == 0 {
 		return "", time.Time{}, errNoSecret
 	}
 	expires := now.Add(t.Lifetime).Truncate(time.Second)
-	claims := jwt.RegisteredClaims{
+	claims := tokenClaims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    t.Issuer,
 		Audience:  jwt.ClaimStrings{t.Audience},
 		Subject:   user.String(),
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(expires),
 		ID:        uuid.NewString(),
-	}
+	}, Position: position}
 	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(t.Secret)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("identity: sign token: %w", err)
@@ -76,6 +89,9 @@ type TokenClaims struct {
 	// the token has none.
 	IssuedAt time.Time
 	ID       string // jti
+	// Position is pos, the position of the login that issued the token;
+	// zero when it has none (tokens issued otherwise, or before it existed).
+	Position int64
 }
 
 // VerifyClaims is Verify that returns the token's claims.
@@ -84,7 +100,7 @@ func (t Tokens) VerifyClaims(token string, now time.Time) (TokenClaims, error) {
 	if len(t.Secret) == 0 || token == "" {
 		return TokenClaims{}, ErrInvalidToken
 	}
-	var claims jwt.RegisteredClaims
+	var claims tokenClaims
 	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return t.Secret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithIssuer(t.Issuer),
@@ -100,7 +116,7 @@ func (t Tokens) VerifyClaims(token string, now time.Time) (TokenClaims, error) {
 	if err != nil || id.String() != claims.Subject {
 		return TokenClaims{}, ErrInvalidToken
 	}
-	out := TokenClaims{UserID: id, ID: claims.ID}
+	out := TokenClaims{UserID: id, ID: claims.ID, Position: claims.Position}
 	if claims.IssuedAt != nil {
 		out.IssuedAt = claims.IssuedAt.Time
 	}
