@@ -156,23 +156,8 @@ func newHasher(params HashParams, concurrency int, wait time.Duration) *hasher {
 // do runs f in a slot. It gives up when ctx ends first (returning its
 // error) or when no slot frees up within h.wait (ErrBusy).
 func (h *hasher) do(ctx context.Context, f func()) error {
-	select {
-	case h.slots <- struct{}{}:
-	default:
-		h.waiting.Add(1)
-		timer := time.NewTimer(h.wait)
-		select {
-		case h.slots <- struct{}{}:
-		case <-ctx.Done():
-			h.waiting.Add(-1)
-			timer.Stop()
-			return ctx.Err()
-		case <-timer.C:
-			h.waiting.Add(-1)
-			return ErrBusy
-		}
-		h.waiting.Add(-1)
-		timer.Stop()
+	if err := h.acquire(ctx); err != nil {
+		return err
 	}
 	defer func() { <-h.slots }()
 	if h.running != nil {
@@ -180,6 +165,28 @@ func (h *hasher) do(ctx context.Context, f func()) error {
 	}
 	f()
 	return nil
+}
+
+// acquire takes a slot, at once when one is free (no timer), else waiting
+// as do says.
+func (h *hasher) acquire(ctx context.Context) error {
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	h.waiting.Add(1)
+	defer h.waiting.Add(-1)
+	timer := time.NewTimer(h.wait)
+	defer timer.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return ErrBusy
+	}
 }
 
 // hash returns the PHC string of password under the service's parameters.
