@@ -146,7 +146,10 @@ func newAPIWith(t testing.TB, o apiOptions) *api {
 	var rm httpapi.ReadModels
 	if !o.noReadModel {
 		rt = startUsers(t, o.pool, o.store, logger)
-		rm.Checkpoints = rt
+		// Generous, as in the tests package: on a loaded 2-core CI machine
+		// under -race the listener can lag past the server's default 5 s
+		// (one CI run did); these tests are about answers, not that budget.
+		rm = httpapi.ReadModels{Checkpoints: rt, Wait: 30 * time.Second}
 	}
 	svc := NewService(cfg, o.store, o.pool, logger, rm)
 	e := httpapi.NewEngine(httpapi.Options{Logger: logger})
