@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -48,6 +49,7 @@ func Type[T any](name string, upcasters ...Upcaster) TypeDef {
 type Registry struct {
 	byName map[string]*eventType
 	byType map[reflect.Type]*eventType
+	keys   map[string]bool // every tag key a type declares
 }
 
 type eventType struct {
@@ -74,15 +76,21 @@ type tagField struct {
 	fromTags bool
 }
 
-// ErrUnknownEventType is returned when encoding a value or decoding an event
-// whose type is not registered.
-var ErrUnknownEventType = errors.New("eventstore: unknown event type")
+var (
+	// ErrUnknownEventType is returned when encoding a value or decoding an
+	// event whose type is not registered.
+	ErrUnknownEventType = errors.New("eventstore: unknown event type")
+
+	// ErrTagsDisagree is matched by Verify's error when an event's tags are
+	// not those its data gives.
+	ErrTagsDisagree = errors.New("eventstore: tags disagree with the data")
+)
 
 // NewRegistry builds a registry from type declarations. It panics on wiring
 // mistakes: a name or Go type declared twice, a non-struct type, a tag key
 // that is empty or contains ':'.
 func NewRegistry(defs ...TypeDef) *Registry {
-	r := &Registry{byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}}
+	r := &Registry{byName: map[string]*eventType{}, byType: map[reflect.Type]*eventType{}, keys: map[string]bool{}}
 	for _, d := range defs {
 		if d.goType.Kind() != reflect.Struct {
 			panic(fmt.Sprintf("eventstore: event type %s: %s is not a struct", d.name, d.goType))
@@ -111,6 +119,7 @@ func NewRegistry(defs ...TypeDef) *Registry {
 				panic(fmt.Sprintf("eventstore: event type %s: field %s is decoded from its tag, so it must be a string or an encoding.TextUnmarshaler", d.name, f.Name))
 			}
 			et.tagFields = append(et.tagFields, tagField{index: i, key: key, fromTags: fromTags})
+			r.keys[key] = true
 		}
 		for _, up := range d.upcasters {
 			up.apply(d.goType, et)
@@ -244,6 +253,37 @@ func setFromTag(field reflect.Value, key string, tags []string) error {
 		return nil
 	}
 	return fmt.Errorf("tag %s: missing from the stored event", key)
+}
+
+// Verify checks an event that reaches the log other than through Encode
+// (an operator's append) against its registered type: its data must decode
+// as Decode decodes it, and its tags must be those Encode gives for the
+// decoded value. Every such tag must be there, and no other tag may have a
+// key the registry declares: an event whose tag says one cart and whose
+// data another would be folded into the wrong decisions. Tags of other
+// keys are the caller's. The error matches ErrUnknownEventType for a type r
+// does not declare, ErrTagsDisagree for tags, and is the decode error
+// otherwise.
+func (r *Registry) Verify(e Event) error {
+	v, err := r.decode(e.Type, e.Tags, e.Data)
+	if err != nil {
+		return err
+	}
+	want, err := r.Encode(v)
+	if err != nil {
+		return err
+	}
+	for _, tag := range want.Tags {
+		if !slices.Contains(e.Tags, tag) {
+			return fmt.Errorf("%w: the data of %s gives the tag %q, which is missing", ErrTagsDisagree, e.Type, tag)
+		}
+	}
+	for _, tag := range e.Tags {
+		if key, _, ok := strings.Cut(tag, ":"); ok && r.keys[key] && !slices.Contains(want.Tags, tag) {
+			return fmt.Errorf("%w: the tag %q is not one the data of %s gives (%s)", ErrTagsDisagree, tag, e.Type, strings.Join(want.Tags, ", "))
+		}
+	}
+	return nil
 }
 
 // DefaultField returns an upcaster for a field added to an event after some

@@ -213,3 +213,49 @@ func TestDefaultFieldConcurrentDecodes(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestRegistryVerify: an event that did not come from Encode passes Verify
+// only when it is what Encode makes of its decoded value: the tags its data
+// gives, each there, and no other tag under a key the registry declares.
+// Tags under other keys are free.
+func TestRegistryVerify(t *testing.T) {
+	t.Parallel()
+	cart, product, other := uuid.New(), uuid.New(), uuid.New()
+	item, err := registry.Encode(itemAdded{CartID: cart, ProductID: product, Price: "1"})
+	require.NoError(t, err)
+	withTags := func(tags ...string) eventstore.Event {
+		return eventstore.Event{Type: item.Type, Tags: tags, Data: item.Data}
+	}
+	cartTag, productTag := "cart_id:"+cart.String(), "product_id:"+product.String()
+
+	for name, e := range map[string]eventstore.Event{
+		"AsEncoded":   item,
+		"OtherOrder":  withTags(productTag, cartTag),
+		"FreeKey":     withTags(cartTag, "batch:7", productTag, "untagged"),
+		"TagFromData": {Type: "Registered", Tags: []string{"email_hash:abc", "user_id:" + cart.String()}, Data: []byte(`{"user_id":"` + cart.String() + `"}`)},
+	} {
+		require.NoError(t, registry.Verify(e), name)
+	}
+
+	for name, c := range map[string]struct {
+		e   eventstore.Event
+		msg string
+	}{
+		"OtherCart":        {withTags("cart_id:"+other.String(), productTag), `the data of ItemAdded gives the tag "cart_id:` + cart.String() + `", which is missing`},
+		"SecondCart":       {withTags(cartTag, productTag, "cart_id:"+other.String()), `the tag "cart_id:` + other.String() + `" is not one the data of ItemAdded gives`},
+		"CaseOfTheUUID":    {withTags("cart_id:"+strings.ToUpper(cart.String()), productTag, cartTag), `the tag "cart_id:` + strings.ToUpper(cart.String())},
+		"KeyOfAnotherType": {withTags(cartTag, productTag, "user_id:"+other.String()), `the tag "user_id:` + other.String() + `" is not one`},
+		"SecondEmailHash":  {eventstore.Event{Type: "Registered", Tags: []string{"email_hash:abc", "user_id:" + cart.String(), "email_hash:def"}, Data: []byte(`{"user_id":"` + cart.String() + `"}`)}, `the tag "email_hash:def"`},
+	} {
+		err := registry.Verify(c.e)
+		require.ErrorIs(t, err, eventstore.ErrTagsDisagree, name)
+		require.ErrorContains(t, err, c.msg, name)
+	}
+
+	err = registry.Verify(eventstore.Event{Type: "ItemAdded", Tags: []string{productTag}, Data: []byte(`{"product_id":"` + product.String() + `"}`)})
+	require.ErrorContains(t, err, "tag field CartID is empty", "data without its tag field")
+	require.NotErrorIs(t, err, eventstore.ErrTagsDisagree)
+	err = registry.Verify(eventstore.Event{Type: "ItemAdded", Tags: []string{cartTag, productTag}, Data: []byte(`{"cart_id":1}`)})
+	require.ErrorContains(t, err, "decode ItemAdded")
+	require.ErrorIs(t, registry.Verify(eventstore.Event{Type: "Unknown", Data: []byte("x")}), eventstore.ErrUnknownEventType)
+}

@@ -85,13 +85,16 @@ func (q dcbQuery) toQuery() eventstore.Query {
 }
 
 // RegisterDCB adds the DCB HTTP API to r. registries are the application's
-// event types: an appended event whose type one of them declares must
-// decode through it as the application's listeners and decisions will
-// decode it (Registry.Decode, upcasters and tags included), or the whole
-// append is refused with 400 invalid_event_data and nothing is written.
-// Without that, one such event would stop every listener that reads its
-// type at its position for good: listeners never skip, and the log cannot
-// be corrected. Events of other types are stored as opaque data.
+// event types: an appended event whose type one of them declares must be
+// what the application itself would append (Registry.Verify): data that
+// decodes as its listeners and decisions will decode it, upcasters
+// included, and the tags that data gives. Otherwise the whole append is
+// refused with 400 invalid_event_data and nothing is written. Without that,
+// one undecodable event would stop every listener that reads its type at
+// its position for good (listeners never skip, and the log cannot be
+// corrected), and one whose tags name another boundary than its data would
+// be folded into the wrong decisions. Events of other types are stored as
+// opaque data.
 func RegisterDCB(r gin.IRoutes, store *eventstore.Store, logger *slog.Logger, registries ...*eventstore.Registry) {
 	r.GET("/dcb/read", func(c *gin.Context) { dcbRead(c, store, logger) })
 	r.POST("/dcb/append", func(c *gin.Context) { dcbAppendHandler(c, store, logger, registries) })
@@ -182,7 +185,11 @@ func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logg
 	events := make([]eventstore.Event, len(req.Events))
 	for i, e := range req.Events {
 		events[i] = eventstore.Event{Type: e.Type, Tags: e.Tags, Data: []byte(e.Data)}
-		if err := decodes(registries, events[i]); err != nil {
+		switch err := verify(registries, events[i]); {
+		case errors.Is(err, eventstore.ErrTagsDisagree):
+			Error(c, http.StatusBadRequest, "invalid_event_data", fmt.Sprintf("events[%d].tags: %v", i, err))
+			return
+		case err != nil:
 			Error(c, http.StatusBadRequest, "invalid_event_data",
 				fmt.Sprintf("events[%d].data: not valid data of the application's event type %q: %v", i, e.Type, err))
 			return
@@ -223,12 +230,11 @@ func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logg
 	c.JSON(http.StatusOK, out)
 }
 
-// decodes returns the error of the first registry that declares e's type
-// and cannot decode e, or nil.
-func decodes(registries []*eventstore.Registry, e eventstore.Event) error {
+// verify returns the error of the first registry that declares e's type
+// and finds e is not what its Encode would make (Registry.Verify), or nil.
+func verify(registries []*eventstore.Registry, e eventstore.Event) error {
 	for _, r := range registries {
-		_, err := r.Decode(eventstore.StoredEvent{Event: e})
-		if err != nil && !errors.Is(err, eventstore.ErrUnknownEventType) {
+		if err := r.Verify(e); err != nil && !errors.Is(err, eventstore.ErrUnknownEventType) {
 			return err
 		}
 	}

@@ -227,9 +227,9 @@ func TestDCBRefusesMalformedInput(t *testing.T) {
 
 // TestDCBRefusesUndecodableApplicationEvents: an event whose type the
 // application registered must decode through the registry (upcasters and
-// tags included), or the append is refused with 400 invalid_event_data
-// naming the event, its type and the decode error, and nothing of it is
-// written, not even its valid events. Data of other types stays opaque, and
+// tags included) and carry the tags its data gives, or the append is
+// refused with 400 invalid_event_data naming the event, its type and the
+// error, and nothing of it is written, not even its valid events. Data of other types stays opaque, and
 // an old shape its upcaster reads is accepted.
 func TestDCBRefusesUndecodableApplicationEvents(t *testing.T) {
 	t.Parallel()
@@ -241,6 +241,9 @@ func TestDCBRefusesUndecodableApplicationEvents(t *testing.T) {
 		{"NotAnObject", `["course:c"]`, `[1]`, "cannot unmarshal array"},
 		{"UpcasterRefuses", `["course:c"]`, `"v0"`, "upcast Enrolled: version 0 cannot be read"},
 		{"TagMissing", `["other:c"]`, `{"seats":2}`, "tag course: missing from the stored event"},
+		// Decoded from the first course tag, so in course c by its data,
+		// and in course d's decisions by its second tag.
+		{"TwoCourses", `["course:c","course:d"]`, `{"seats":2}`, `the tag "course:d" is not one the data of Enrolled gives (course:c)`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -252,7 +255,11 @@ func TestDCBRefusesUndecodableApplicationEvents(t *testing.T) {
 				{"type":"Enrolled","tags":%s,"data":%q}]}`, tag, tag, strings.Replace(c.tags, "[", fmt.Sprintf("[%q,", tag), 1), c.data))
 			require.Equal(t, 400, status, b.Message)
 			require.Equal(t, "invalid_event_data", b.Code)
-			require.Contains(t, b.Message, `events[2].data: not valid data of the application's event type "Enrolled": `)
+			if c.name == "TwoCourses" {
+				require.Contains(t, b.Message, "events[2].tags: eventstore: tags disagree with the data: ")
+			} else {
+				require.Contains(t, b.Message, `events[2].data: not valid data of the application's event type "Enrolled": `)
+			}
 			require.Contains(t, b.Message, c.msg)
 			stored, err := store.Read(context.Background(), eventstore.Query{Items: []eventstore.QueryItem{{Tags: []string{tag}}}}, eventstore.ReadOptions{})
 			require.NoError(t, err)

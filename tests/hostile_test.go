@@ -394,6 +394,11 @@ func hostileRequests(t *testing.T, fx hostileFixture) []hostileRequest {
 		hostileRequest{name: "DCBAppend/UndecodableCartEvent", admin: true, method: "POST", path: "/dcb/append", auth: operator,
 			body:   `{"events":[{"type":"A","data":""},{"type":"CartItemAdded","tags":["cart_id:` + newID().String() + `"],"data":"not json"}]}`,
 			status: bad, code: "invalid_event_data", msg: `events[1].data: not valid data of the application's event type "CartItemAdded"`},
+		// ...and so is an event whose tag puts it in another cart than its
+		// data: that cart's decisions would fold it.
+		hostileRequest{name: "DCBAppend/CartEventInAnotherCart", admin: true, method: "POST", path: "/dcb/append", auth: operator,
+			body:   `{"events":[{"type":"CartCreated","tags":["cart_id:` + newID().String() + `"],"data":"{\"cart_id\":\"` + newID().String() + `\"}"}]}`,
+			status: bad, code: "invalid_event_data", msg: `events[0].tags: eventstore: tags disagree with the data: the data of CartCreated gives the tag "cart_id:`},
 		hostileRequest{name: "DCBRead/NoQuery", admin: true, method: "GET", path: "/dcb/read", auth: operator, status: bad, code: "invalid_request", msg: "'query' is required"},
 		dcbRead("DCBRead/QuerySQL", sql, "", bad, "invalid_request", "query: malformed JSON"),
 		dcbRead("DCBRead/QueryNotUTF8", "{\"items\":[{\"types\":[\"\xff\"]}]}", "", bad, "invalid_request", "query: JSON text is not valid UTF-8"),
