@@ -197,6 +197,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 		cl.Close()
 	}()
 
+	// Partitions are independent: each batch of a partition is processed
+	// in order by a goroutine of its own while the poll goes on for the
+	// others. The partition is paused meanwhile, so that it gets no more
+	// records until its batch is done (a message being retried holds up
+	// its partition, and only it), and resumed after; records fetched for
+	// it in between are dropped by the client and fetched again. Run
+	// returns once every batch has finished or let go.
+	var batches sync.WaitGroup
+	defer batches.Wait()
 	for {
 		fetches := cl.PollRecords(ctx, 1000)
 		if ctx.Err() != nil {
@@ -205,27 +214,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 		for _, fe := range fetches.Errors() {
 			c.health.record(fe.Err)
 		}
-		var parts [][]*kgo.Record
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) > 0 {
-				parts = append(parts, p.Records)
-			}
+		parts := map[topicPartition][]*kgo.Record{}
+		fetches.EachRecord(func(r *kgo.Record) {
+			tp := topicPartition{r.Topic, r.Partition}
+			parts[tp] = append(parts[tp], r)
 		})
-		if len(parts) == 0 {
-			continue
-		}
-		// Partitions are independent: each is processed in order in
-		// its own goroutine, and the next poll waits for all of them, or
-		// for those whose partitions were revoked meanwhile to let go.
-		done := make([]*kgo.Record, len(parts))
-		var wg sync.WaitGroup
-		for i, recs := range parts {
-			wg.Go(func() { done[i] = c.processPartition(recs) })
-		}
-		wg.Wait()
-		c.commitToKafka(ctx, cl, done)
-		if ctx.Err() != nil {
-			return nil
+		for tp, recs := range parts {
+			paused := map[string][]int32{tp.topic: {tp.partition}}
+			cl.PauseFetchPartitions(paused)
+			batches.Go(func() {
+				defer cl.ResumeFetchPartitions(paused)
+				if last := c.processPartition(recs); last != nil {
+					c.commitToKafka(ctx, cl, last)
+				}
+			})
 		}
 	}
 }
@@ -495,17 +497,14 @@ func (c *Consumer) inTx(ctx context.Context, rec Record, effect func(pgx.Tx) err
 	return false, nil
 }
 
-// commitToKafka commits, after PostgreSQL, the offsets just processed, so
-// that Kafka's tools see the group's lag. It is advisory: the consumer seeks
-// by PostgreSQL's offsets, so a failed commit costs nothing but staleness.
-func (c *Consumer) commitToKafka(ctx context.Context, cl *kgo.Client, done []*kgo.Record) {
-	recs := slices.DeleteFunc(done, func(r *kgo.Record) bool { return r == nil })
-	if len(recs) == 0 {
-		return
-	}
+// commitToKafka commits, after PostgreSQL, the offset of the last record of
+// a partition's batch, so that Kafka's tools see the group's lag. It is
+// advisory: the consumer seeks by PostgreSQL's offsets, so a failed commit
+// costs nothing but staleness.
+func (c *Consumer) commitToKafka(ctx context.Context, cl *kgo.Client, last *kgo.Record) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := cl.CommitRecords(ctx, recs...); err != nil {
+	if err := cl.CommitRecords(ctx, last); err != nil {
 		c.opts.Logger.Debug("kafka offset commit failed (PostgreSQL has the offsets)", "err", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -347,6 +348,48 @@ func TestConsumerRetriesFailedMessageWithBackoff(t *testing.T) {
 		require.NoError(t, err)
 		return st.Partitions[0].Failing == nil && st.Partitions[0].Lag == 0 && st.Partitions[0].Processed == 2
 	})
+}
+
+// A partition stuck on a failing message holds up only itself: the other
+// partitions go on being consumed, poll after poll, and once it heals it
+// goes on where it stopped. Each message is applied once, in order within
+// its partition.
+func TestConsumerStuckPartitionHoldsUpOnlyItself(t *testing.T) {
+	t.Parallel()
+	const topic = "inventories"
+	broker := startBroker(t, kafkabridge.Topic{Name: topic, Partitions: 2})
+	s, pool := newSink(t)
+	var healed atomic.Bool
+	s.failUntil[1] = healed.Load
+	c := newConsumer(t, pool, broker.Addrs(), "cart", s.translate, nil, topic)
+	run(t, c)
+
+	produce(t, broker.Addrs(), numbered(topic, 0, 1, 2)...) // 1 fails, 2 waits behind it
+	eventually(t, wait, "message 1 failing", func() bool { return len(s.attemptTimes(1)) >= 3 })
+	for round := range 3 { // each round produced after the last was applied: a poll of its own
+		produce(t, broker.Addrs(), numbered(topic, 1, 100+10*round, 10)...)
+		eventually(t, wait, fmt.Sprintf("round %d of partition 1 applied while partition 0 is stuck", round),
+			func() bool { return s.count(t) == 10*(round+1) })
+	}
+	require.Empty(t, slices.DeleteFunc(s.events(t), func(r received) bool { return r.Partition == 1 }),
+		"nothing of partition 0 before message 1 heals")
+	st, err := c.Status(context.Background())
+	require.NoError(t, err)
+	require.NotNil(t, st.Partitions[0].Failing, "partition 0 reports its failing message")
+	require.Nil(t, st.Partitions[1].Failing)
+
+	healed.Store(true)
+	eventually(t, wait, "all 32 messages", func() bool { return s.count(t) == 32 })
+	byPartition := map[int32][]int{}
+	for _, r := range s.events(t) {
+		byPartition[r.Partition] = append(byPartition[r.Partition], r.N)
+	}
+	want1 := make([]int, 30)
+	for i := range want1 {
+		want1[i] = 100 + i
+	}
+	require.Equal(t, map[int32][]int{0: {1, 2}, 1: want1}, byPartition, "each once, in order")
+	require.Equal(t, map[string]int64{topic + "/0": 1, topic + "/1": 29}, storedOffsets(t, pool, "cart"))
 }
 
 func TestNewConsumerValidatesOptions(t *testing.T) {

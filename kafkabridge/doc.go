@@ -29,12 +29,11 @@
 //     a time, in offset order; partitions are handled concurrently. A
 //     message whose translator fails otherwise (PostgreSQL down, a bug) is
 //     retried with exponential backoff, never skipped: its partition waits
-//     for it, and since each poll waits for the previous one to be done,
-//     so do the consumer's other partitions (delayed, not lost), until a
-//     rebalance revokes the partition or the group loses it: then the
-//     consumer stops retrying and the partition's next owner starts again
-//     after the offset PostgreSQL recorded. Status shows the failing
-//     message.
+//     for it (fetching for it paused), while the consumer's other
+//     partitions go on, until a rebalance revokes the partition or the
+//     group loses it: then the consumer stops retrying and the partition's
+//     next owner starts again after the offset PostgreSQL recorded. Status
+//     shows the failing message.
 //  5. Only committed records. The consumer reads with read_committed
 //     isolation: records of aborted transactions are never translated.
 //
