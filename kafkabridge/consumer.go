@@ -197,15 +197,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		cl.Close()
 	}()
 
-	// Partitions are independent: each batch of a partition is processed
-	// in order by a goroutine of its own while the poll goes on for the
-	// others. The partition is paused meanwhile, so that it gets no more
-	// records until its batch is done (a message being retried holds up
-	// its partition, and only it), and resumed after; records fetched for
-	// it in between are dropped by the client and fetched again. Run
-	// returns once every batch has finished or let go.
-	var batches sync.WaitGroup
-	defer batches.Wait()
+	// Partitions are independent: each has a goroutine that processes its
+	// batches in order while the poll goes on for the others, so that a
+	// message being retried holds up its partition and only it.
+	lanes := &lanes{c: c, cl: cl, m: map[topicPartition]*lane{}}
+	defer lanes.wg.Wait()
 	for {
 		fetches := cl.PollRecords(ctx, 1000)
 		if ctx.Err() != nil {
@@ -220,14 +216,117 @@ func (c *Consumer) Run(ctx context.Context) error {
 			parts[tp] = append(parts[tp], r)
 		})
 		for tp, recs := range parts {
-			paused := map[string][]int32{tp.topic: {tp.partition}}
-			cl.PauseFetchPartitions(paused)
-			batches.Go(func() {
-				defer cl.ResumeFetchPartitions(paused)
-				if last := c.processPartition(recs); last != nil {
-					c.commitToKafka(ctx, cl, last)
+			lanes.add(ctx, tp, recs)
+		}
+	}
+}
+
+// lanes hands each partition's batches to one goroutine at a time, in the
+// order polled. A partition with maxBacklog records or more waiting for its
+// goroutine (one stuck on a failing message, or slower than its producers)
+// is paused: it gets no more records until the goroutine takes the last
+// of them, which bounds what waits in memory. The client drops what it
+// fetched for a paused partition, without moving its cursor, and fetches
+// it again once resumed; but a resumed partition also waits for the fetch
+// in flight to the broker, up to FetchMaxWait (5s) when the broker's other
+// partitions are quiet, so a partition that keeps up is never paused.
+type lanes struct {
+	c  *Consumer
+	cl *kgo.Client
+	wg sync.WaitGroup
+
+	mu sync.Mutex
+	m  map[topicPartition]*lane
+}
+
+// maxBacklog is how many records a partition may have waiting before it is
+// paused: one full poll's worth.
+const maxBacklog = 1000
+
+type lane struct {
+	queue   []batch // polled, not yet taken
+	waiting int     // records in queue
+	running bool    // a goroutine is working through queue
+	paused  bool
+}
+
+// batch is records of one partition polled while the consumer owned it:
+// ctx is that ownership's, ended when the partition is revoked or lost.
+type batch struct {
+	ctx  context.Context
+	recs []*kgo.Record
+}
+
+// add queues recs of tp, unless the partition was revoked since the poll.
+func (ls *lanes) add(ctx context.Context, tp topicPartition, recs []*kgo.Record) {
+	owned, ok := ls.c.ownedCtx(tp)
+	if !ok {
+		return
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	l := ls.m[tp]
+	if l == nil {
+		l = &lane{}
+		ls.m[tp] = l
+	}
+	l.queue = append(l.queue, batch{owned, recs})
+	l.waiting += len(recs)
+	if !l.running {
+		l.running = true
+		ls.wg.Go(func() { ls.work(ctx, tp, l) })
+	}
+	ls.pace(tp, l)
+}
+
+// pace pauses or resumes tp by its backlog. ls.mu is held.
+func (ls *lanes) pace(tp topicPartition, l *lane) {
+	if full := l.waiting >= maxBacklog; full != l.paused {
+		l.paused = full
+		p := map[string][]int32{tp.topic: {tp.partition}}
+		if full {
+			ls.cl.PauseFetchPartitions(p)
+		} else {
+			ls.cl.ResumeFetchPartitions(p)
+		}
+	}
+}
+
+// work processes l's batches until none is left. A batch not processed to
+// its end (the partition revoked or lost, or Run ending) drops the batches
+// polled under the same ownership after it: the partition's next owner,
+// perhaps this consumer again, starts after the offset PostgreSQL
+// recorded, and one of them processed here would leave a gap. Batches of
+// a later ownership stay.
+func (ls *lanes) work(ctx context.Context, tp topicPartition, l *lane) {
+	for {
+		ls.mu.Lock()
+		if len(l.queue) == 0 {
+			l.running = false
+			ls.mu.Unlock()
+			return
+		}
+		b := l.queue[0]
+		l.queue = l.queue[1:]
+		l.waiting -= len(b.recs)
+		ls.pace(tp, l)
+		ls.mu.Unlock()
+
+		last := ls.c.processPartition(b.ctx, b.recs)
+		if last != nil {
+			ls.c.commitToKafka(ctx, ls.cl, last)
+		}
+		if last != b.recs[len(b.recs)-1] {
+			ls.mu.Lock()
+			l.queue = slices.DeleteFunc(l.queue, func(later batch) bool {
+				if later.ctx == b.ctx {
+					l.waiting -= len(later.recs)
+					return true
 				}
+				return false
 			})
+			ls.pace(tp, l)
+			ls.mu.Unlock()
 		}
 	}
 }
@@ -312,16 +411,11 @@ func (c *Consumer) storedOffsets(ctx context.Context) (map[topicPartition]int64,
 }
 
 // processPartition handles the records of one partition in order, each
-// until it is done, and returns the last one done (nil if none). Only Run's
-// context ending or the partition being revoked or lost (both end the
-// partition's context) stops it early: the
-// partition's next owner (perhaps this consumer again) starts after the
-// offset PostgreSQL recorded.
-func (c *Consumer) processPartition(recs []*kgo.Record) *kgo.Record {
-	ctx, ok := c.ownedCtx(topicPartition{recs[0].Topic, recs[0].Partition})
-	if !ok {
-		return nil // revoked since the poll
-	}
+// until it is done, and returns the last one done (nil if none). Only ctx,
+// the partition's ownership, ending stops it early (Run ending, or the
+// partition revoked or lost): the partition's next owner (perhaps this
+// consumer again) starts after the offset PostgreSQL recorded.
+func (c *Consumer) processPartition(ctx context.Context, recs []*kgo.Record) *kgo.Record {
 	var last *kgo.Record
 	for _, r := range recs {
 		if err := c.handleWithRetry(ctx, r); err != nil {

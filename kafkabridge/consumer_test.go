@@ -351,9 +351,10 @@ func TestConsumerRetriesFailedMessageWithBackoff(t *testing.T) {
 }
 
 // A partition stuck on a failing message holds up only itself: the other
-// partitions go on being consumed, poll after poll, and once it heals it
-// goes on where it stopped. Each message is applied once, in order within
-// its partition.
+// partitions go on being consumed, poll after poll. Records of the stuck
+// partition wait in memory up to a bound, then its fetching is paused; once
+// it heals it goes on where it stopped and is resumed. Each message is
+// applied once, in order within its partition.
 func TestConsumerStuckPartitionHoldsUpOnlyItself(t *testing.T) {
 	t.Parallel()
 	const topic = "inventories"
@@ -371,6 +372,10 @@ func TestConsumerStuckPartitionHoldsUpOnlyItself(t *testing.T) {
 		eventually(t, wait, fmt.Sprintf("round %d of partition 1 applied while partition 0 is stuck", round),
 			func() bool { return s.count(t) == 10*(round+1) })
 	}
+	produce(t, broker.Addrs(), numbered(topic, 0, 1000, 1500)...) // more than the backlog bound
+	eventually(t, wait, "partition 0 paused", func() bool { return slices.Equal(c.Paused()[topic], []int32{0}) })
+	produce(t, broker.Addrs(), numbered(topic, 1, 130, 10)...)
+	eventually(t, wait, "partition 1 applied while partition 0 is paused", func() bool { return s.count(t) == 40 })
 	require.Empty(t, slices.DeleteFunc(s.events(t), func(r received) bool { return r.Partition == 1 }),
 		"nothing of partition 0 before message 1 heals")
 	st, err := c.Status(context.Background())
@@ -379,17 +384,44 @@ func TestConsumerStuckPartitionHoldsUpOnlyItself(t *testing.T) {
 	require.Nil(t, st.Partitions[1].Failing)
 
 	healed.Store(true)
-	eventually(t, wait, "all 32 messages", func() bool { return s.count(t) == 32 })
+	eventually(t, wait, "all 1542 messages", func() bool { return s.count(t) == 1542 })
 	byPartition := map[int32][]int{}
 	for _, r := range s.events(t) {
 		byPartition[r.Partition] = append(byPartition[r.Partition], r.N)
 	}
-	want1 := make([]int, 30)
-	for i := range want1 {
-		want1[i] = 100 + i
+	want := map[int32][]int{0: {1, 2}}
+	for n := range 1500 {
+		want[0] = append(want[0], 1000+n)
 	}
-	require.Equal(t, map[int32][]int{0: {1, 2}, 1: want1}, byPartition, "each once, in order")
-	require.Equal(t, map[string]int64{topic + "/0": 1, topic + "/1": 29}, storedOffsets(t, pool, "cart"))
+	for n := range 40 {
+		want[1] = append(want[1], 100+n)
+	}
+	require.Equal(t, want, byPartition, "each once, in order")
+	require.Equal(t, map[string]int64{topic + "/0": 1501, topic + "/1": 39}, storedOffsets(t, pool, "cart"))
+	require.Empty(t, c.Paused(), "resumed")
+}
+
+// A partition that keeps up is never paused: a paused partition, once
+// resumed, waits for the client's fetch in flight, which the broker holds
+// up to FetchMaxWait (5 s) when its other partitions are quiet. Messages
+// sent one after another to a partition beside a quiet one are applied in
+// milliseconds each; pausing per batch made each take 5 s.
+func TestConsumerPartitionBesideAQuietOneIsNotDelayed(t *testing.T) {
+	t.Parallel()
+	const topic = "inventories"
+	broker := startBroker(t, kafkabridge.Topic{Name: topic, Partitions: 2})
+	s, pool := newSink(t)
+	c := newConsumer(t, pool, broker.Addrs(), "cart", s.translate, nil, topic)
+	run(t, c)
+	produce(t, broker.Addrs(), numbered(topic, 1, 0, 1)...)
+	eventually(t, wait, "the first message", func() bool { return s.count(t) == 1 })
+
+	start := time.Now()
+	for n := 1; n <= 5; n++ {
+		produce(t, broker.Addrs(), numbered(topic, 1, n, 1)...)
+		eventually(t, wait, fmt.Sprintf("message %d", n), func() bool { return s.count(t) == n+1 })
+	}
+	require.Less(t, time.Since(start), 10*time.Second, "5 messages one after another (25 s when each waited out FetchMaxWait)")
 }
 
 func TestNewConsumerValidatesOptions(t *testing.T) {

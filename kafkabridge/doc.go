@@ -29,8 +29,8 @@
 //     a time, in offset order; partitions are handled concurrently. A
 //     message whose translator fails otherwise (PostgreSQL down, a bug) is
 //     retried with exponential backoff, never skipped: its partition waits
-//     for it (fetching for it paused), while the consumer's other
-//     partitions go on, until a rebalance revokes the partition or the
+//     for it (its fetching paused once a poll's worth of its records
+//     waits), while the consumer's other partitions go on, until a rebalance revokes the partition or the
 //     group loses it: then the consumer stops retrying and the partition's
 //     next owner starts again after the offset PostgreSQL recorded. Status
 //     shows the failing message.

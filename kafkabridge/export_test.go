@@ -24,3 +24,12 @@ func (e *Embedded) Kfake() *kfake.Cluster { return e.cluster }
 
 // Handle applies one record as Run does for each message it receives.
 func (c *Consumer) Handle(ctx context.Context, rec Record) error { return c.handle(ctx, rec) }
+
+// Paused returns the partitions whose fetching a running consumer paused.
+func (c *Consumer) Paused() map[string][]int32 {
+	cl := c.client.Load()
+	if cl == nil {
+		return nil
+	}
+	return cl.PauseFetchPartitions(nil)
+}
