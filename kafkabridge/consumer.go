@@ -164,7 +164,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 		kgo.SessionTimeout(10*time.Second),
 		kgo.RebalanceTimeout(20*time.Second),
 		kgo.ConsumeTopics(c.topics...),
-		kgo.DisableAutoCommit(),
+		// Kafka's committed offsets are advisory, for Kafka's tools: the
+		// consumer seeks by PostgreSQL's. Each partition marks the last
+		// record it applied, and the client commits the marks every
+		// second in the background.
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		// No rebalance between a poll and the queueing of its records:
+		// records polled under one assignment of a partition must not be
+		// queued under the next (see lanes.add), which would leave a gap.
+		kgo.BlockRebalanceOnPoll(),
+		// A resumed partition waits for the fetch in flight (see lanes).
+		kgo.FetchMaxWait(500*time.Millisecond),
 		// Records of aborted transactions are never translated.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Where PostgreSQL knows nothing of a partition, all of it.
@@ -205,6 +216,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	for {
 		fetches := cl.PollRecords(ctx, 1000)
 		if ctx.Err() != nil {
+			cl.AllowRebalance()
 			return nil
 		}
 		for _, fe := range fetches.Errors() {
@@ -216,8 +228,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			parts[tp] = append(parts[tp], r)
 		})
 		for tp, recs := range parts {
-			lanes.add(ctx, tp, recs)
+			lanes.add(tp, recs)
 		}
+		cl.AllowRebalance()
 	}
 }
 
@@ -228,8 +241,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 // of them, which bounds what waits in memory. The client drops what it
 // fetched for a paused partition, without moving its cursor, and fetches
 // it again once resumed; but a resumed partition also waits for the fetch
-// in flight to the broker, up to FetchMaxWait (5s) when the broker's other
-// partitions are quiet, so a partition that keeps up is never paused.
+// in flight to the broker, which the broker holds up to FetchMaxWait when
+// its other partitions are quiet. So a partition that keeps up is never
+// paused, and FetchMaxWait is short.
 type lanes struct {
 	c  *Consumer
 	cl *kgo.Client
@@ -258,7 +272,9 @@ type batch struct {
 }
 
 // add queues recs of tp, unless the partition was revoked since the poll.
-func (ls *lanes) add(ctx context.Context, tp topicPartition, recs []*kgo.Record) {
+// Run calls it before it allows rebalances again, so that the ownership
+// recs are queued under is the one they were polled under.
+func (ls *lanes) add(tp topicPartition, recs []*kgo.Record) {
 	owned, ok := ls.c.ownedCtx(tp)
 	if !ok {
 		return
@@ -274,7 +290,7 @@ func (ls *lanes) add(ctx context.Context, tp topicPartition, recs []*kgo.Record)
 	l.waiting += len(recs)
 	if !l.running {
 		l.running = true
-		ls.wg.Go(func() { ls.work(ctx, tp, l) })
+		ls.wg.Go(func() { ls.work(tp, l) })
 	}
 	ls.pace(tp, l)
 }
@@ -298,7 +314,7 @@ func (ls *lanes) pace(tp topicPartition, l *lane) {
 // perhaps this consumer again, starts after the offset PostgreSQL
 // recorded, and one of them processed here would leave a gap. Batches of
 // a later ownership stay.
-func (ls *lanes) work(ctx context.Context, tp topicPartition, l *lane) {
+func (ls *lanes) work(tp topicPartition, l *lane) {
 	for {
 		ls.mu.Lock()
 		if len(l.queue) == 0 {
@@ -314,7 +330,7 @@ func (ls *lanes) work(ctx context.Context, tp topicPartition, l *lane) {
 
 		last := ls.c.processPartition(b.ctx, b.recs)
 		if last != nil {
-			ls.c.commitToKafka(ctx, ls.cl, last)
+			ls.cl.MarkCommitRecords(last)
 		}
 		if last != b.recs[len(b.recs)-1] {
 			ls.mu.Lock()
@@ -589,18 +605,6 @@ func (c *Consumer) inTx(ctx context.Context, rec Record, effect func(pgx.Tx) err
 		return false, fmt.Errorf("kafkabridge: commit: %w", err)
 	}
 	return false, nil
-}
-
-// commitToKafka commits, after PostgreSQL, the offset of the last record of
-// a partition's batch, so that Kafka's tools see the group's lag. It is
-// advisory: the consumer seeks by PostgreSQL's offsets, so a failed commit
-// costs nothing but staleness.
-func (c *Consumer) commitToKafka(ctx context.Context, cl *kgo.Client, last *kgo.Record) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := cl.CommitRecords(ctx, last); err != nil {
-		c.opts.Logger.Debug("kafka offset commit failed (PostgreSQL has the offsets)", "err", err)
-	}
 }
 
 func (c *Consumer) setFailure(tp topicPartition, f failure) {
