@@ -237,8 +237,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 // lanes hands each partition's batches to one goroutine at a time, in the
 // order polled. A partition with maxBacklog records or more waiting for its
 // goroutine (one stuck on a failing message, or slower than its producers)
-// is paused: it gets no more records until the goroutine takes the last
-// of them, which bounds what waits in memory. The client drops what it
+// is paused: it gets no more records until fewer wait, which bounds what
+// waits in memory. The client drops what it
 // fetched for a paused partition, without moving its cursor, and fetches
 // it again once resumed; but a resumed partition also waits for the fetch
 // in flight to the broker, which the broker holds up to FetchMaxWait when
