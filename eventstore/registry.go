@@ -286,6 +286,9 @@ func (r *Registry) Verify(e Event) error {
 	return nil
 }
 
+// HasTagKey reports whether a type of r declares the tag key.
+func (r *Registry) HasTagKey(key string) bool { return r.keys[key] }
+
 // DefaultField returns an upcaster for a field added to an event after some
 // were stored: documents without the field (JSON name) read as if it held
 // value. It does not touch the JSON: the field is set before decoding, and

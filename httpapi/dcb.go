@@ -7,6 +7,7 @@ import (
 	"iter"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -94,7 +95,7 @@ func (q dcbQuery) toQuery() eventstore.Query {
 // its position for good (listeners never skip, and the log cannot be
 // corrected), and one whose tags name another boundary than its data would
 // be folded into the wrong decisions. Events of other types are stored as
-// opaque data.
+// opaque data, and may not carry a tag under a key the registries declare.
 func RegisterDCB(r gin.IRoutes, store *eventstore.Store, logger *slog.Logger, registries ...*eventstore.Registry) {
 	r.GET("/dcb/read", func(c *gin.Context) { dcbRead(c, store, logger) })
 	r.POST("/dcb/append", func(c *gin.Context) { dcbAppendHandler(c, store, logger, registries) })
@@ -186,7 +187,7 @@ func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logg
 	for i, e := range req.Events {
 		events[i] = eventstore.Event{Type: e.Type, Tags: e.Tags, Data: []byte(e.Data)}
 		switch err := verify(registries, events[i]); {
-		case errors.Is(err, eventstore.ErrTagsDisagree):
+		case errors.Is(err, eventstore.ErrTagsDisagree), errors.Is(err, errReservedTag):
 			Error(c, http.StatusBadRequest, "invalid_event_data", fmt.Sprintf("events[%d].tags: %v", i, err))
 			return
 		case err != nil:
@@ -230,12 +231,28 @@ func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logg
 	c.JSON(http.StatusOK, out)
 }
 
-// verify returns the error of the first registry that declares e's type
-// and finds e is not what its Encode would make (Registry.Verify), or nil.
+// errReservedTag is verify's error for an event of a type the application
+// does not declare, tagged under a key it does.
+var errReservedTag = errors.New("a tag key of the application's events")
+
+// verify checks e against the application's registries: an event of a type
+// one declares must be what its Encode would make (Registry.Verify), and a
+// tag under a key one declares is only for that registry's own events. An
+// event of another type tagged cart_id:X would be folded into cart X's
+// decisions, which could not decode it, nor ever again decide for cart X.
 func verify(registries []*eventstore.Registry, e eventstore.Event) error {
 	for _, r := range registries {
-		if err := r.Verify(e); err != nil && !errors.Is(err, eventstore.ErrUnknownEventType) {
-			return err
+		err := r.Verify(e)
+		if !errors.Is(err, eventstore.ErrUnknownEventType) {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		for _, tag := range e.Tags {
+			if key, _, ok := strings.Cut(tag, ":"); ok && r.HasTagKey(key) {
+				return fmt.Errorf("the tag %q has %w (%s), and %q is not one of their types", tag, errReservedTag, key, e.Type)
+			}
 		}
 	}
 	return nil

@@ -88,7 +88,7 @@ func dcbAppend(t *testing.T, h http.Handler, payload string) (int, appendResult,
 func TestDCBRoundTrip(t *testing.T) {
 	t.Parallel()
 	h, _ := dcbServer(t)
-	tag := "course:" + uuid.NewString()
+	tag := "class:" + uuid.NewString()
 	data := `{"weird": "ünïcödé \u0000 \" \\ </script>"}`
 	status, res, _ := dcbAppend(t, h, fmt.Sprintf(`{"events":[
 		{"type":"CourseDefined","tags":[%q],"data":%q},
@@ -142,7 +142,7 @@ func TestDCBRoundTrip(t *testing.T) {
 func TestDCBRetryWithIDs(t *testing.T) {
 	t.Parallel()
 	h, store := dcbServer(t)
-	tag := "course:" + uuid.NewString()
+	tag := "class:" + uuid.NewString()
 	payload := fmt.Sprintf(`{"events":[{"id":%q,"type":"CourseDefined","tags":[%q],"data":""}],
 		"condition":{"failIfEventsMatch":{"items":[{"tags":[%q]}]},"after":0}}`, uuid.NewString(), tag, tag)
 	status, first, _ := dcbAppend(t, h, payload)
@@ -229,7 +229,8 @@ func TestDCBRefusesMalformedInput(t *testing.T) {
 // application registered must decode through the registry (upcasters and
 // tags included) and carry the tags its data gives, or the append is
 // refused with 400 invalid_event_data naming the event, its type and the
-// error, and nothing of it is written, not even its valid events. Data of other types stays opaque, and
+// error, and nothing of it is written, not even its valid events. An event
+// of another type may not carry a tag under the application's keys. Data of other types stays opaque, and
 // an old shape its upcaster reads is accepted.
 func TestDCBRefusesUndecodableApplicationEvents(t *testing.T) {
 	t.Parallel()
@@ -266,6 +267,23 @@ func TestDCBRefusesUndecodableApplicationEvents(t *testing.T) {
 			require.Empty(t, stored, "nothing of a refused append is written")
 		})
 	}
+
+	// An event of a type the application does not declare may not carry a
+	// tag under a key it does: Enrolled's decisions for course c would
+	// read it and fail to decode it.
+	t.Run("OpaqueEventInACourse", func(t *testing.T) {
+		t.Parallel()
+		tag := "append:" + uuid.NewString()
+		status, _, b := dcbAppend(t, h, fmt.Sprintf(`{"events":[
+			{"type":"Enrolled","tags":["course:c",%q],"data":"{\"seats\":1}"},
+			{"type":"Opaque","tags":[%q,"course:c"],"data":"anything"}]}`, tag, tag))
+		require.Equal(t, 400, status, b.Message)
+		require.Equal(t, "invalid_event_data", b.Code)
+		require.Equal(t, `events[1].tags: the tag "course:c" has a tag key of the application's events (course), and "Opaque" is not one of their types`, b.Message)
+		stored, err := store.Read(context.Background(), eventstore.Query{Items: []eventstore.QueryItem{{Tags: []string{tag}}}}, eventstore.ReadOptions{})
+		require.NoError(t, err)
+		require.Empty(t, stored)
+	})
 
 	t.Run("Accepted", func(t *testing.T) {
 		t.Parallel()

@@ -386,6 +386,7 @@ func hostileRequests(t *testing.T, fx hostileFixture) []hostileRequest {
 		tags[i] = fmt.Sprintf("t%d", i)
 	}
 	manyTags := jsonOf(t, map[string]any{"events": []any{map[string]any{"type": "A", "tags": tags, "data": ""}}})
+	userID := newID().String()
 	add(
 		hostileRequest{name: "DCBRead/NoToken", admin: true, method: "GET", path: "/dcb/read?query=%7B%22items%22%3A%5B%5D%7D", status: http.StatusUnauthorized, code: "unauthorized", msg: "ADMIN_TOKEN"},
 		hostileRequest{name: "DCBAppend/WrongToken", admin: true, method: "POST", path: "/dcb/append", auth: "Bearer " + sql, body: `{"events":[{"type":"A","data":""}]}`, status: http.StatusUnauthorized, code: "unauthorized", msg: "ADMIN_TOKEN"},
@@ -399,6 +400,14 @@ func hostileRequests(t *testing.T, fx hostileFixture) []hostileRequest {
 		hostileRequest{name: "DCBAppend/CartEventInAnotherCart", admin: true, method: "POST", path: "/dcb/append", auth: operator,
 			body:   `{"events":[{"type":"CartCreated","tags":["cart_id:` + newID().String() + `"],"data":"{\"cart_id\":\"` + newID().String() + `\"}"}]}`,
 			status: bad, code: "invalid_event_data", msg: `events[0].tags: eventstore: tags disagree with the data: the data of CartCreated gives the tag "cart_id:`},
+		// ...and so is an event of another type in a cart or a user's boundary:
+		// their decisions would read it and could not decode it.
+		hostileRequest{name: "DCBAppend/OpaqueEventInACart", admin: true, method: "POST", path: "/dcb/append", auth: operator,
+			body:   `{"events":[{"type":"Note","tags":["cart_id:` + newID().String() + `"],"data":"x"}]}`,
+			status: bad, code: "invalid_event_data", msg: `events[0].tags: the tag "cart_id:`},
+		hostileRequest{name: "DCBAppend/UserEventInACart", admin: true, method: "POST", path: "/dcb/append", auth: operator,
+			body:   `{"events":[{"type":"UserActivated","tags":["user_id:` + userID + `","cart_id:` + newID().String() + `"],"data":"{\"user_id\":\"` + userID + `\"}"}]}`,
+			status: bad, code: "invalid_event_data", msg: `(cart_id), and "UserActivated" is not one of their types`},
 		hostileRequest{name: "DCBRead/NoQuery", admin: true, method: "GET", path: "/dcb/read", auth: operator, status: bad, code: "invalid_request", msg: "'query' is required"},
 		dcbRead("DCBRead/QuerySQL", sql, "", bad, "invalid_request", "query: malformed JSON"),
 		dcbRead("DCBRead/QueryNotUTF8", "{\"items\":[{\"types\":[\"\xff\"]}]}", "", bad, "invalid_request", "query: JSON text is not valid UTF-8"),
