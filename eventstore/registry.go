@@ -261,9 +261,10 @@ func setFromTag(field reflect.Value, key string, tags []string) error {
 // decoded value. Every such tag must be there, and no other tag may have a
 // key the registry declares: an event whose tag says one cart and whose
 // data another would be folded into the wrong decisions. Tags of other
-// keys are the caller's. The error matches ErrUnknownEventType for a type r
-// does not declare, ErrTagsDisagree for tags, and is the decode error
-// otherwise.
+// keys are the caller's. A value that is a Validator must also pass its
+// Validate. The error matches ErrUnknownEventType for a type r does not
+// declare, ErrTagsDisagree for tags, and is the decode, encode or Validate
+// error otherwise.
 func (r *Registry) Verify(e Event) error {
 	v, err := r.decode(e.Type, e.Tags, e.Data)
 	if err != nil {
@@ -275,15 +276,28 @@ func (r *Registry) Verify(e Event) error {
 	}
 	for _, tag := range want.Tags {
 		if !slices.Contains(e.Tags, tag) {
-			return fmt.Errorf("%w: the data of %s gives the tag %q, which is missing", ErrTagsDisagree, e.Type, tag)
+			return fmt.Errorf("%w: the data of this %s gives the tag %q, which is missing", ErrTagsDisagree, e.Type, tag)
 		}
 	}
 	for _, tag := range e.Tags {
 		if key, _, ok := strings.Cut(tag, ":"); ok && r.keys[key] && !slices.Contains(want.Tags, tag) {
-			return fmt.Errorf("%w: the tag %q is not one the data of %s gives (%s)", ErrTagsDisagree, tag, e.Type, strings.Join(want.Tags, ", "))
+			return fmt.Errorf("%w: the tag %q is not one of this %s's own (%s)", ErrTagsDisagree, tag, e.Type, strings.Join(want.Tags, ", "))
+		}
+	}
+	if v, ok := v.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("eventstore: %s: %w", e.Type, err)
 		}
 	}
 	return nil
+}
+
+// A Validator is an event type with rules beyond its tags that its values
+// keep, such as a tag field that must be a hash of another field. Encode
+// does not call Validate (the application's own values keep them); Verify
+// does.
+type Validator interface {
+	Validate() error
 }
 
 // HasTagKey reports whether a type of r declares the tag key.

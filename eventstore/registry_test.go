@@ -241,8 +241,8 @@ func TestRegistryVerify(t *testing.T) {
 		e   eventstore.Event
 		msg string
 	}{
-		"OtherCart":        {withTags("cart_id:"+other.String(), productTag), `the data of ItemAdded gives the tag "cart_id:` + cart.String() + `", which is missing`},
-		"SecondCart":       {withTags(cartTag, productTag, "cart_id:"+other.String()), `the tag "cart_id:` + other.String() + `" is not one the data of ItemAdded gives`},
+		"OtherCart":        {withTags("cart_id:"+other.String(), productTag), `the data of this ItemAdded gives the tag "cart_id:` + cart.String() + `", which is missing`},
+		"SecondCart":       {withTags(cartTag, productTag, "cart_id:"+other.String()), `the tag "cart_id:` + other.String() + `" is not one of this ItemAdded's own`},
 		"CaseOfTheUUID":    {withTags("cart_id:"+strings.ToUpper(cart.String()), productTag, cartTag), `the tag "cart_id:` + strings.ToUpper(cart.String())},
 		"KeyOfAnotherType": {withTags(cartTag, productTag, "user_id:"+other.String()), `the tag "user_id:` + other.String() + `" is not one`},
 		"SecondEmailHash":  {eventstore.Event{Type: "Registered", Tags: []string{"email_hash:abc", "user_id:" + cart.String(), "email_hash:def"}, Data: []byte(`{"user_id":"` + cart.String() + `"}`)}, `the tag "email_hash:def"`},
@@ -258,4 +258,30 @@ func TestRegistryVerify(t *testing.T) {
 	err = registry.Verify(eventstore.Event{Type: "ItemAdded", Tags: []string{cartTag, productTag}, Data: []byte(`{"cart_id":1}`)})
 	require.ErrorContains(t, err, "decode ItemAdded")
 	require.ErrorIs(t, registry.Verify(eventstore.Event{Type: "Unknown", Data: []byte("x")}), eventstore.ErrUnknownEventType)
+}
+
+// doubled keeps a rule beyond its tags: Double is twice N.
+type doubled struct {
+	N      int `json:"n" tag:"n"`
+	Double int `json:"double"`
+}
+
+func (d doubled) Validate() error {
+	if d.Double != 2*d.N {
+		return fmt.Errorf("double is %d, not twice %d", d.Double, d.N)
+	}
+	return nil
+}
+
+// TestRegistryVerifyValidates: Verify calls Validate on a value that has it,
+// after the tags agree; Encode does not.
+func TestRegistryVerifyValidates(t *testing.T) {
+	t.Parallel()
+	r := eventstore.NewRegistry(eventstore.Type[doubled]("Doubled"))
+	require.NoError(t, r.Verify(eventstore.Event{Type: "Doubled", Tags: []string{"n:2"}, Data: []byte(`{"n":2,"double":4}`)}))
+	err := r.Verify(eventstore.Event{Type: "Doubled", Tags: []string{"n:2"}, Data: []byte(`{"n":2,"double":5}`)})
+	require.EqualError(t, err, "eventstore: Doubled: double is 5, not twice 2")
+	require.NotErrorIs(t, err, eventstore.ErrTagsDisagree)
+	_, err = r.Encode(doubled{N: 2, Double: 5})
+	require.NoError(t, err, "the application's own values are not validated again")
 }

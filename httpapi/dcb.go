@@ -233,7 +233,7 @@ func dcbAppendHandler(c *gin.Context, store *eventstore.Store, logger *slog.Logg
 
 // errReservedTag is verify's error for an event of a type the application
 // does not declare, tagged under a key it does.
-var errReservedTag = errors.New("a tag key of the application's events")
+var errReservedTag = errors.New("that only other types of the application's events carry")
 
 // verify checks e against the application's registries: an event of a type
 // one declares must be what its Encode would make (Registry.Verify), and a
@@ -251,7 +251,7 @@ func verify(registries []*eventstore.Registry, e eventstore.Event) error {
 		}
 		for _, tag := range e.Tags {
 			if key, _, ok := strings.Cut(tag, ":"); ok && r.HasTagKey(key) {
-				return fmt.Errorf("the tag %q has %w (%s), and %q is not one of their types", tag, errReservedTag, key, e.Type)
+				return fmt.Errorf("the tag %q is under a key (%s) %w, not %q", tag, key, errReservedTag, e.Type)
 			}
 		}
 	}

@@ -244,7 +244,7 @@ func TestDCBRefusesUndecodableApplicationEvents(t *testing.T) {
 		{"TagMissing", `["other:c"]`, `{"seats":2}`, "tag course: missing from the stored event"},
 		// Decoded from the first course tag, so in course c by its data,
 		// and in course d's decisions by its second tag.
-		{"TwoCourses", `["course:c","course:d"]`, `{"seats":2}`, `the tag "course:d" is not one the data of Enrolled gives (course:c)`},
+		{"TwoCourses", `["course:c","course:d"]`, `{"seats":2}`, `the tag "course:d" is not one of this Enrolled's own (course:c)`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -279,7 +279,7 @@ func TestDCBRefusesUndecodableApplicationEvents(t *testing.T) {
 			{"type":"Opaque","tags":[%q,"course:c"],"data":"anything"}]}`, tag, tag))
 		require.Equal(t, 400, status, b.Message)
 		require.Equal(t, "invalid_event_data", b.Code)
-		require.Equal(t, `events[1].tags: the tag "course:c" has a tag key of the application's events (course), and "Opaque" is not one of their types`, b.Message)
+		require.Equal(t, `events[1].tags: the tag "course:c" is under a key (course) that only other types of the application's events carry, not "Opaque"`, b.Message)
 		stored, err := store.Read(context.Background(), eventstore.Query{Items: []eventstore.QueryItem{{Tags: []string{tag}}}}, eventstore.ReadOptions{})
 		require.NoError(t, err)
 		require.Empty(t, stored)

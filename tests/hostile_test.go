@@ -399,15 +399,19 @@ func hostileRequests(t *testing.T, fx hostileFixture) []hostileRequest {
 		// data: that cart's decisions would fold it.
 		hostileRequest{name: "DCBAppend/CartEventInAnotherCart", admin: true, method: "POST", path: "/dcb/append", auth: operator,
 			body:   `{"events":[{"type":"CartCreated","tags":["cart_id:` + newID().String() + `"],"data":"{\"cart_id\":\"` + newID().String() + `\"}"}]}`,
-			status: bad, code: "invalid_event_data", msg: `events[0].tags: eventstore: tags disagree with the data: the data of CartCreated gives the tag "cart_id:`},
+			status: bad, code: "invalid_event_data", msg: `events[0].tags: eventstore: tags disagree with the data: the data of this CartCreated gives the tag "cart_id:`},
 		// ...and so is an event of another type in a cart or a user's boundary:
 		// their decisions would read it and could not decode it.
 		hostileRequest{name: "DCBAppend/OpaqueEventInACart", admin: true, method: "POST", path: "/dcb/append", auth: operator,
 			body:   `{"events":[{"type":"Note","tags":["cart_id:` + newID().String() + `"],"data":"x"}]}`,
 			status: bad, code: "invalid_event_data", msg: `events[0].tags: the tag "cart_id:`},
+		hostileRequest{name: "DCBAppend/RegistrationWithAnotherEmailHash", admin: true, method: "POST", path: "/dcb/append", auth: operator,
+			body: `{"events":[{"type":"UserRegistered","tags":["user_id:` + userID + `","email_hash:` + strings.Repeat("0", 64) + `"],` +
+				`"data":"{\"user_id\":\"` + userID + `\",\"email\":\"alice@example.com\",\"password_hash\":\"x\",\"registered_at\":\"2026-01-01T00:00:00Z\"}"}]}`,
+			status: bad, code: "invalid_event_data", msg: `events[0].data: not valid data of the application's event type "UserRegistered": eventstore: UserRegistered: its email_hash tag is not the hash of its email`},
 		hostileRequest{name: "DCBAppend/UserEventInACart", admin: true, method: "POST", path: "/dcb/append", auth: operator,
 			body:   `{"events":[{"type":"UserActivated","tags":["user_id:` + userID + `","cart_id:` + newID().String() + `"],"data":"{\"user_id\":\"` + userID + `\"}"}]}`,
-			status: bad, code: "invalid_event_data", msg: `(cart_id), and "UserActivated" is not one of their types`},
+			status: bad, code: "invalid_event_data", msg: `is under a key (cart_id) that only other types of the application's events carry, not "UserActivated"`},
 		hostileRequest{name: "DCBRead/NoQuery", admin: true, method: "GET", path: "/dcb/read", auth: operator, status: bad, code: "invalid_request", msg: "'query' is required"},
 		dcbRead("DCBRead/QuerySQL", sql, "", bad, "invalid_request", "query: malformed JSON"),
 		dcbRead("DCBRead/QueryNotUTF8", "{\"items\":[{\"types\":[\"\xff\"]}]}", "", bad, "invalid_request", "query: JSON text is not valid UTF-8"),

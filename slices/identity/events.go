@@ -3,6 +3,7 @@ package identity
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"time"
 
@@ -21,6 +22,17 @@ type UserRegistered struct {
 	Email        string    `json:"email"`
 	PasswordHash string    `json:"password_hash"`
 	RegisteredAt time.Time `json:"registered_at"`
+}
+
+// Validate is the rule Verify checks beyond tags, for a registration that
+// reaches the log through the operator's DCB append: its email_hash tag,
+// which decoding fills in, is the hash of its email. Otherwise the email
+// could be registered again, and logins by another email would find it.
+func (e UserRegistered) Validate() error {
+	if e.EmailHash != EmailHash(e.Email) {
+		return errors.New("its email_hash tag is not the hash of its email")
+	}
+	return nil
 }
 
 type UserLoggedIn struct {

@@ -208,3 +208,18 @@ func FuzzRegisterAndLoginBodies(f *testing.F) {
 		}
 	})
 }
+
+// TestRegisteredEmailHashIsVerified: a registration appended other than by
+// Register (the operator's DCB append) must have the hash of its email as
+// its email_hash tag, which decoding fills in; Register's own does.
+func TestRegisteredEmailHashIsVerified(t *testing.T) {
+	t.Parallel()
+	id, email := newID(), freshEmail()
+	own, err := Events.Encode(UserRegistered{UserID: id, EmailHash: EmailHash(email), Email: email, PasswordHash: "h", RegisteredAt: now})
+	require.NoError(t, err)
+	require.NoError(t, Events.Verify(own))
+
+	other := own
+	other.Tags = []string{userTag(id), emailTag(EmailHash(freshEmail()))}
+	require.EqualError(t, Events.Verify(other), "eventstore: UserRegistered: its email_hash tag is not the hash of its email")
+}
