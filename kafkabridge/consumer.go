@@ -72,6 +72,7 @@ type Consumer struct {
 	running     atomic.Bool
 	client      atomic.Pointer[kgo.Client] // set while Run runs
 	redelivered atomic.Int64
+	pauses      atomic.Int64 // partitions paused for their backlog (see lanes)
 
 	mu       sync.Mutex
 	failures map[topicPartition]failure // partitions stuck on a message
@@ -288,9 +289,10 @@ func (ls *lanes) add(tp topicPartition, recs []*kgo.Record) {
 	}
 	l.queue = append(l.queue, batch{owned, recs})
 	l.waiting += len(recs)
-	if !l.running {
+	if !l.running { // its goroutine takes recs at once: no backlog
 		l.running = true
 		ls.wg.Go(func() { ls.work(tp, l) })
+		return
 	}
 	ls.pace(tp, l)
 }
@@ -301,6 +303,7 @@ func (ls *lanes) pace(tp topicPartition, l *lane) {
 		l.paused = full
 		p := map[string][]int32{tp.topic: {tp.partition}}
 		if full {
+			ls.c.pauses.Add(1)
 			ls.cl.PauseFetchPartitions(p)
 		} else {
 			ls.cl.ResumeFetchPartitions(p)

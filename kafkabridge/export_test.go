@@ -33,3 +33,6 @@ func (c *Consumer) Paused() map[string][]int32 {
 	}
 	return cl.PauseFetchPartitions(nil)
 }
+
+// Pauses returns how many times the consumer paused a partition for its backlog.
+func (c *Consumer) Pauses() int64 { return c.pauses.Load() }
