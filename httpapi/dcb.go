@@ -242,12 +242,11 @@ var errReservedTag = errors.New("that only other types of the application's even
 // decisions, which could not decode it, nor ever again decide for cart X.
 func verify(registries []*eventstore.Registry, e eventstore.Event) error {
 	for _, r := range registries {
-		err := r.Verify(e)
-		if !errors.Is(err, eventstore.ErrUnknownEventType) {
-			if err != nil {
-				return err
-			}
+		switch err := r.Verify(e); {
+		case err == nil:
 			continue
+		case !errors.Is(err, eventstore.ErrUnknownEventType):
+			return err
 		}
 		for _, tag := range e.Tags {
 			if key, _, ok := strings.Cut(tag, ":"); ok && r.HasTagKey(key) {

@@ -239,12 +239,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 // order polled. A partition with maxBacklog records or more waiting for its
 // goroutine (one stuck on a failing message, or slower than its producers)
 // is paused: it gets no more records until fewer wait, which bounds what
-// waits in memory. The client drops what it
-// fetched for a paused partition, without moving its cursor, and fetches
-// it again once resumed; but a resumed partition also waits for the fetch
-// in flight to the broker, which the broker holds up to FetchMaxWait when
-// its other partitions are quiet. So a partition that keeps up is never
-// paused, and FetchMaxWait is short.
+// waits in memory. The client drops what it fetched for a paused
+// partition, without moving its cursor, and fetches it again once resumed;
+// but a resumed partition also waits for the fetch in flight to the
+// broker, which the broker holds up to FetchMaxWait when its other
+// partitions are quiet. So a partition that keeps up is never paused, and
+// FetchMaxWait is short.
 type lanes struct {
 	c  *Consumer
 	cl *kgo.Client
